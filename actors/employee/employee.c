@@ -1,0 +1,473 @@
+/*  employee.c - the employee actor.
+ *
+ *  A slot is one running agent. Its life:
+ *
+ *      TASK ──spawn──> running ──(pidfd readable)──> exited ──> RESULT sent
+ *                        │  stdout/stderr drained as they come
+ *                        └─ output past max_output: kill group, flooded
+ *
+ *  Credit: the HELLO announces `capacity` and how many slots are free; every
+ *  RESULT returns one credit implicitly. The CEO never sends more tasks than
+ *  there are free slots, so nothing piles up in ZeroMQ buffers.
+ *
+ *  Liveness: a HEARTBEAT goes to the CEO every interval; an ERROR
+ *  "not_registered" (a restarted CEO) makes the employee say HELLO again.
+ *  If the CEO is silent for `liveness` intervals the socket is rebuilt. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "nx_agents.h"
+#include "nx_employee.h"
+#include "nx_runtime.h"
+#include "nx_sandbox.h"
+
+#define STDERR_TAIL 2048
+
+typedef struct {
+    bool used;               /* a task is running in this slot */
+    int64_t task;            /* task id */
+    uint32_t attempt;        /* the CEO's attempt number */
+    nx_child_t child;        /* the agent; fds -1 when closed */
+    char *input;             /* bytes still to write to stdin (owned) */
+    size_t input_len, input_off;
+    char *out;               /* captured stdout (owned), out_len bytes */
+    size_t out_len, out_cap;
+    char err[STDERR_TAIL];   /* the last bytes of stderr */
+    size_t err_len;
+    bool flooded;            /* output cap hit; the agent was killed */
+    int64_t started_ms;      /* monotonic */
+} slot_t;
+
+typedef struct {
+    nx_company_t *company;       /* the loaded company file */
+    const nx_dept_conf_t *dept;  /* this employee's department */
+    const char *name;            /* this employee */
+    const char *exe;             /* nexus binary */
+    nx_home_t home;              /* endpoints */
+    zsock_t *dealer;             /* to the CEO */
+    zloop_t *loop;               /* the actor loop */
+    slot_t *slots;               /* dept->capacity slots */
+    uint32_t nslots;
+    int64_t last_heard_ms;       /* monotonic time of the CEO's last message */
+    bool stopping;               /* a STOP arrived */
+} employee_t;
+
+static int on_dealer(zloop_t *loop, zsock_t *sock, void *arg);
+static int on_stdout(zloop_t *loop, zmq_pollitem_t *item, void *arg);
+static int on_stderr(zloop_t *loop, zmq_pollitem_t *item, void *arg);
+static int on_stdin(zloop_t *loop, zmq_pollitem_t *item, void *arg);
+static int on_exit_fd(zloop_t *loop, zmq_pollitem_t *item, void *arg);
+
+static uint32_t free_slots(employee_t *self) {
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < self->nslots; i++)
+        n += !self->slots[i].used;
+    return n;
+}
+
+static void send_msg(employee_t *self, nx_msg_t *msg) {
+    nx_msg_set_id(msg, nx_wire_next_id());
+    nx_msg_set_from(msg, self->name);
+    int rc = nx_wire_send(self->dealer, NULL, msg, true);
+    if (rc < 0)
+        nx_warn("cannot send %s to the CEO: %s", nx_msg_type_name(nx_msg_type(msg)),
+                nx_strerror(rc));
+}
+
+static void send_hello(employee_t *self) {
+    nx_msg_t *m = nx_msg_new(NX_MSG_HELLO);
+    nx_msg_set_str(m, "name", self->name);
+    nx_msg_set_str(m, "dept", self->dept->name);
+    nx_msg_set_uint(m, "capacity", self->nslots);
+    nx_msg_set_uint(m, "free", free_slots(self));
+    nx_msg_set_uint(m, "pid", (uint64_t)getpid());
+    send_msg(self, m);
+    nx_msg_destroy(&m);
+}
+
+static int connect_dealer(employee_t *self) {
+    if (self->dealer) {
+        zloop_reader_end(self->loop, self->dealer);
+        zsock_destroy(&self->dealer);
+    }
+    self->dealer = zsock_new(ZMQ_DEALER);
+    if (!self->dealer)
+        return -ENOMEM;
+    zsock_set_linger(self->dealer, 1000);
+    zsock_set_reconnect_ivl(self->dealer, 100);
+    zsock_set_reconnect_ivl_max(self->dealer, 2000);
+    zsock_set_sndhwm(self->dealer, 0);
+    if (zsock_connect(self->dealer, "%s", self->home.ceo) < 0)
+        return -EINVAL;
+    zloop_reader(self->loop, self->dealer, on_dealer, self);
+    self->last_heard_ms = nx_mono_ms();
+    send_hello(self);
+    return 0;
+}
+
+static void poller_add(employee_t *self, int fd, short events, zloop_fn handler, slot_t *slot) {
+    zmq_pollitem_t item = {NULL, fd, events, 0};
+    zloop_poller(self->loop, &item, handler, slot);
+    zloop_poller_set_tolerant(self->loop, &item);
+}
+
+static void poller_end(employee_t *self, int *fd) {
+    if (*fd < 0)
+        return;
+    zmq_pollitem_t item = {NULL, *fd, 0, 0};
+    zloop_poller_end(self->loop, &item);
+    close(*fd);
+    *fd = -1;
+}
+
+static employee_t *s_self; /* handlers get the slot; the slot needs its employee */
+
+static void slot_reset(slot_t *s) {
+    free(s->input);
+    free(s->out);
+    memset(s, 0, sizeof *s);
+    s->child.pidfd = s->child.stdin_fd = s->child.stdout_fd = s->child.stderr_fd = -1;
+}
+
+static void send_result(employee_t *self, slot_t *s, bool ok, int exit_code, int sig,
+                        const char *error) {
+    nx_msg_t *m = nx_msg_new(NX_MSG_RESULT);
+    nx_msg_set_uint(m, "task", (uint64_t)s->task);
+    nx_msg_set_uint(m, "attempt", s->attempt);
+    nx_msg_set_bool(m, "ok", ok);
+    nx_msg_set_int(m, "exit_code", exit_code);
+    nx_msg_set_int(m, "signal", sig);
+    nx_msg_set_bin(m, "output", s->out ? s->out : "", s->out_len);
+    if (error)
+        nx_msg_set_str(m, "error", error);
+    nx_msg_set_uint(m, "duration_ms", (uint64_t)(nx_mono_ms() - s->started_ms));
+    send_msg(self, m);
+    nx_msg_destroy(&m);
+}
+
+/* The last line of stderr that has text, sanitised for one-line messages. */
+static void stderr_summary(const slot_t *s, char *buf, size_t len) {
+    size_t end = s->err_len;
+    while (end && (s->err[end - 1] == '\n' || s->err[end - 1] == '\r'))
+        end--;
+    size_t start = end;
+    while (start && s->err[start - 1] != '\n')
+        start--;
+    size_t n = end - start < len - 1 ? end - start : len - 1;
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s->err[start + i];
+        if (c >= 0x20 && c < 0x7f)
+            buf[j++] = (char)c;
+    }
+    buf[j] = '\0';
+}
+
+/* Reads what is available from fd into the slot. Returns 1 at EOF. */
+static int drain(employee_t *self, slot_t *s, int fd, bool is_stdout) {
+    char buf[65536];
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r < 0)
+            return errno == EAGAIN || errno == EINTR ? 0 : 1;
+        if (r == 0)
+            return 1;
+        if (!is_stdout) {
+            /* Keep only the tail of stderr. */
+            if ((size_t)r >= STDERR_TAIL) {
+                memcpy(s->err, buf + r - STDERR_TAIL, STDERR_TAIL);
+                s->err_len = STDERR_TAIL;
+            } else {
+                size_t keep = STDERR_TAIL - (size_t)r < s->err_len ? STDERR_TAIL - (size_t)r : s->err_len;
+                memmove(s->err, s->err + s->err_len - keep, keep);
+                memcpy(s->err + keep, buf, (size_t)r);
+                s->err_len = keep + (size_t)r;
+            }
+            continue;
+        }
+        if (s->flooded)
+            continue;
+        uint64_t cap = self->dept->agent.max_output;
+        if (s->out_len + (size_t)r > cap) {
+            s->flooded = true;
+            nx_warn("task %lld: agent output passed max_output (%llu bytes); killing it",
+                    (long long)s->task, (unsigned long long)cap);
+            nx_sandbox_kill(&s->child, SIGKILL);
+            return 1;
+        }
+        if (s->out_len + (size_t)r > s->out_cap) {
+            size_t ncap = s->out_cap ? s->out_cap : 4096;
+            while (ncap < s->out_len + (size_t)r)
+                ncap *= 2;
+            char *bigger = realloc(s->out, ncap);
+            if (!bigger) {
+                s->flooded = true;
+                nx_sandbox_kill(&s->child, SIGKILL);
+                return 1;
+            }
+            s->out = bigger;
+            s->out_cap = ncap;
+        }
+        memcpy(s->out + s->out_len, buf, (size_t)r);
+        s->out_len += (size_t)r;
+    }
+}
+
+static int on_stdout(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
+    slot_t *s = arg;
+    if (!s->used || s->child.stdout_fd != item->fd)
+        return 0; /* the slot finished earlier in this loop pass */
+    if (drain(s_self, s, s->child.stdout_fd, true))
+        poller_end(s_self, &s->child.stdout_fd);
+    return 0;
+}
+
+static int on_stderr(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
+    slot_t *s = arg;
+    if (!s->used || s->child.stderr_fd != item->fd)
+        return 0;
+    if (drain(s_self, s, s->child.stderr_fd, false))
+        poller_end(s_self, &s->child.stderr_fd);
+    return 0;
+}
+
+static int on_stdin(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
+    slot_t *s = arg;
+    if (!s->used || s->child.stdin_fd != item->fd)
+        return 0;
+    while (s->input_off < s->input_len) {
+        ssize_t w = write(s->child.stdin_fd, s->input + s->input_off, s->input_len - s->input_off);
+        if (w < 0) {
+            if (errno == EAGAIN)
+                return 0;
+            if (errno == EINTR)
+                continue;
+            break; /* EPIPE: the agent does not read its input; that is its business */
+        }
+        s->input_off += (size_t)w;
+    }
+    poller_end(s_self, &s->child.stdin_fd);
+    return 0;
+}
+
+/* The agent exited: reap it, kill what it left in its process group, take
+ * the rest of its output, report, free the slot. */
+static int on_exit_fd(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
+    slot_t *s = arg;
+    employee_t *self = s_self;
+    int status = 0;
+    if (!s->used || s->child.pidfd != item->fd)
+        return 0;
+    if (waitpid(s->child.pid, &status, WNOHANG) == 0)
+        return 0;
+    nx_sandbox_kill(&s->child, SIGKILL);
+    if (s->child.stdout_fd >= 0)
+        drain(self, s, s->child.stdout_fd, true);
+    if (s->child.stderr_fd >= 0)
+        drain(self, s, s->child.stderr_fd, false);
+    poller_end(self, &s->child.stdout_fd);
+    poller_end(self, &s->child.stderr_fd);
+    poller_end(self, &s->child.stdin_fd);
+    poller_end(self, &s->child.pidfd);
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    char tail[256], error[512];
+    stderr_summary(s, tail, sizeof tail);
+    bool ok = !s->flooded && code == 0;
+    if (s->flooded)
+        snprintf(error, sizeof error,
+                 "agent output exceeded max_output (%llu bytes); the agent was killed",
+                 (unsigned long long)self->dept->agent.max_output);
+    else if (sig)
+        snprintf(error, sizeof error, "agent killed by signal %d (%s)%s%s", sig, strsignal(sig),
+                 *tail ? ": " : "", tail);
+    else if (code != 0)
+        snprintf(error, sizeof error, "agent exited with status %d%s%s", code, *tail ? ": " : "",
+                 tail);
+    nx_debug("task %lld attempt %u done: %s", (long long)s->task, s->attempt,
+             ok ? "ok" : error);
+    if (s->flooded)
+        s->out_len = 0;
+    send_result(self, s, ok, code, sig, ok ? NULL : error);
+    slot_reset(s);
+    return 0;
+}
+
+static void start_task(employee_t *self, const nx_msg_t *m) {
+    slot_t *s = NULL;
+    for (uint32_t i = 0; i < self->nslots && !s; i++)
+        if (!self->slots[i].used)
+            s = &self->slots[i];
+    slot_t overflow = {0};
+    if (!s) {
+        /* The CEO sent more than our credit: refuse this one loudly. */
+        slot_reset(&overflow);
+        overflow.task = (int64_t)nx_msg_uint(m, "task", 0);
+        overflow.attempt = (uint32_t)nx_msg_uint(m, "attempt", 0);
+        nx_warn("task %lld arrived with no free slot", (long long)overflow.task);
+        send_result(self, &overflow, false, -1, 0, "employee had no free slot");
+        return;
+    }
+    slot_reset(s);
+    s->used = true;
+    s->task = (int64_t)nx_msg_uint(m, "task", 0);
+    s->attempt = (uint32_t)nx_msg_uint(m, "attempt", 0);
+    s->started_ms = nx_mono_ms();
+    size_t len;
+    const void *in = nx_msg_bin(m, "input", &len);
+    s->input = malloc(len ? len : 1);
+    if (s->input && len)
+        memcpy(s->input, in, len);
+    s->input_len = s->input ? len : 0;
+
+    char **argv = NULL;
+    char err[512];
+    char env_task[64], env_attempt[64], env_emp[128], env_dept[128];
+    snprintf(env_task, sizeof env_task, "NEXUS_TASK_ID=%lld", (long long)s->task);
+    snprintf(env_attempt, sizeof env_attempt, "NEXUS_ATTEMPT=%u", s->attempt);
+    snprintf(env_emp, sizeof env_emp, "NEXUS_EMPLOYEE=%s", self->name);
+    snprintf(env_dept, sizeof env_dept, "NEXUS_DEPARTMENT=%s", self->dept->name);
+    char *envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8",
+                    env_task, env_attempt, env_emp, env_dept, NULL};
+    int rc = nx_agent_argv(&self->dept->agent, self->exe, &argv);
+    nx_spawn_opts_t opts = {.argv = argv, .envp = envp, .cwd = NULL};
+    if (rc == 0)
+        rc = nx_sandbox_spawn(&opts, &s->child, err, sizeof err);
+    else
+        snprintf(err, sizeof err, "out of memory");
+    nx_agent_argv_free(&argv);
+    if (rc < 0) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "cannot start agent: %s", err);
+        nx_warn("task %lld: %s", (long long)s->task, msg);
+        send_result(self, s, false, -1, 0, msg);
+        slot_reset(s);
+        return;
+    }
+    nx_debug("task %lld attempt %u started, pid %d", (long long)s->task, s->attempt,
+             (int)s->child.pid);
+    poller_add(self, s->child.pidfd, ZMQ_POLLIN, on_exit_fd, s);
+    poller_add(self, s->child.stdout_fd, ZMQ_POLLIN, on_stdout, s);
+    poller_add(self, s->child.stderr_fd, ZMQ_POLLIN, on_stderr, s);
+    poller_add(self, s->child.stdin_fd, ZMQ_POLLOUT, on_stdin, s);
+}
+
+static int on_dealer(zloop_t *loop, zsock_t *sock, void *arg) {
+    employee_t *self = arg;
+    for (int i = 0; i < 64; i++) {
+        nx_msg_t *m = NULL;
+        char err[256];
+        int rc = nx_wire_recv(sock, false, NULL, &m, NULL, err, sizeof err);
+        if (rc == -EAGAIN)
+            break;
+        if (rc < 0) {
+            nx_warn("bad message from the CEO: %s", rc == NX_EBADMSG ? err : nx_strerror(rc));
+            continue;
+        }
+        self->last_heard_ms = nx_mono_ms();
+        switch (nx_msg_type(m)) {
+        case NX_MSG_WELCOME: nx_info("registered with the CEO at %s", self->home.ceo); break;
+        case NX_MSG_HEARTBEAT: break;
+        case NX_MSG_TASK: start_task(self, m); break;
+        case NX_MSG_STOP:
+            nx_info("the CEO asked us to stop");
+            self->stopping = true;
+            break;
+        case NX_MSG_ERROR:
+            if (nx_msg_str(m, "code") && !strcmp(nx_msg_str(m, "code"), "not_registered")) {
+                nx_info("the CEO does not know us (it restarted?); saying hello again");
+                send_hello(self);
+            } else
+                nx_warn("the CEO says: %s: %s", nx_msg_str(m, "code"), nx_msg_str(m, "message"));
+            break;
+        default: nx_warn("unexpected %s from the CEO", nx_msg_type_name(nx_msg_type(m))); break;
+        }
+        nx_msg_destroy(&m);
+    }
+    return self->stopping ? -1 : 0;
+}
+
+static int on_heartbeat(zloop_t *loop, int timer_id, void *arg) {
+    employee_t *self = arg;
+    int64_t silent = nx_mono_ms() - self->last_heard_ms;
+    if (silent > self->company->heartbeat_ms * (int64_t)self->company->liveness) {
+        nx_warn("no word from the CEO for %lld ms; reconnecting", (long long)silent);
+        if (connect_dealer(self) < 0)
+            return -1;
+        return 0;
+    }
+    nx_msg_t *m = nx_msg_new(NX_MSG_HEARTBEAT);
+    send_msg(self, m);
+    nx_msg_destroy(&m);
+    return 0;
+}
+
+int nx_employee_run(const nx_employee_opts_t *opts) {
+    employee_t self_ = {0}, *self = &self_;
+    char err[512];
+    int rc = nx_company_load(opts->company_path, &self->company, err, sizeof err);
+    if (rc < 0) {
+        nx_error("%s", err);
+        return 2;
+    }
+    int idx = nx_company_employee(self->company, opts->name);
+    if (idx < 0) {
+        nx_error("%s: no employee named '%s'", opts->company_path, opts->name);
+        nx_company_destroy(&self->company);
+        return 2;
+    }
+    if ((rc = nx_home_resolve(opts->home, self->company, false, &self->home)) < 0) {
+        nx_error("home folder: %s", nx_strerror(rc));
+        nx_company_destroy(&self->company);
+        return 2;
+    }
+    self->name = self->company->employees[idx].name;
+    self->dept = &self->company->depts[self->company->employees[idx].dept];
+    self->exe = opts->exe;
+    self->nslots = self->dept->capacity;
+    self->slots = calloc(self->nslots, sizeof *self->slots);
+    for (uint32_t i = 0; i < self->nslots; i++)
+        slot_reset(&self->slots[i]);
+    s_self = self;
+    signal(SIGPIPE, SIG_IGN);
+    self->loop = zloop_new();
+    zloop_set_nonstop(self->loop, false);
+    if (connect_dealer(self) < 0) {
+        nx_error("cannot connect to the CEO at %s", self->home.ceo);
+        rc = 2;
+        goto out;
+    }
+    zloop_timer(self->loop, (size_t)self->company->heartbeat_ms, 0, on_heartbeat, self);
+    nx_info("employee %s of %s up, capacity %u, CEO at %s", self->name, self->dept->name,
+            self->nslots, self->home.ceo);
+    zloop_start(self->loop);
+    rc = 0;
+out:
+    /* Agents die with us; their tasks go back to the queue when the CEO
+     * hears we left (or when our heartbeats stop). */
+    for (uint32_t i = 0; i < self->nslots; i++)
+        if (self->slots[i].used) {
+            nx_sandbox_kill(&self->slots[i].child, SIGKILL);
+            waitpid(self->slots[i].child.pid, NULL, 0);
+            nx_child_close(&self->slots[i].child);
+            slot_reset(&self->slots[i]);
+        }
+    if (self->dealer) {
+        nx_msg_t *bye = nx_msg_new(NX_MSG_BYE);
+        nx_msg_set_str(bye, "reason", self->stopping ? "stopped by the CEO" : "signal");
+        send_msg(self, bye);
+        nx_msg_destroy(&bye);
+    }
+    zloop_destroy(&self->loop);
+    zsock_destroy(&self->dealer);
+    free(self->slots);
+    nx_info("employee %s stopped", self->name);
+    nx_company_destroy(&self->company);
+    return rc;
+}

@@ -1,0 +1,444 @@
+/*  config.c - the company file (YAML, via libyaml's document API).
+ *
+ *  Every error names the file, the line of the offending node and the
+ *  field path ("departments.qa.employees"), so a user can go straight to
+ *  the mistake. Unknown keys are errors: a typo must not silently become a
+ *  default. Defaults are documented in docs/configuration.md. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "nx_runtime.h"
+
+typedef struct {
+    const char *file;     /* path as given, for messages */
+    yaml_document_t *doc; /* the parsed document */
+    char *err;            /* caller's buffer */
+    size_t errlen;
+} ctx_t;
+
+static int fail(ctx_t *c, const yaml_node_t *node, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(ctx_t *c, const yaml_node_t *node, const char *path, const char *fmt, ...) {
+    char what[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    snprintf(c->err, c->errlen, "%s:%zu: %s: %s", c->file,
+             node ? node->start_mark.line + 1 : 1, path, what);
+    return NX_ECONFIG;
+}
+
+static const char *scalar(const yaml_node_t *n) {
+    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+static int get_str(ctx_t *c, const yaml_node_t *n, const char *path, char **ret) {
+    const char *s = scalar(n);
+    if (!s)
+        return fail(c, n, path, "expected a string");
+    free(*ret);
+    *ret = strdup(s);
+    return *ret ? 0 : -ENOMEM;
+}
+
+static int get_uint(ctx_t *c, const yaml_node_t *n, const char *path, uint64_t lo, uint64_t hi,
+                    uint64_t *ret) {
+    const char *s = scalar(n);
+    char *end;
+    if (!s || !*s)
+        return fail(c, n, path, "expected a number");
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || s[0] == '-')
+        return fail(c, n, path, "'%s' is not a whole number", s);
+    if (v < lo || v > hi)
+        return fail(c, n, path, "%llu is out of range (%llu..%llu)", v, (unsigned long long)lo,
+                    (unsigned long long)hi);
+    *ret = v;
+    return 0;
+}
+
+static int get_duration(ctx_t *c, const yaml_node_t *n, const char *path, int64_t *ret) {
+    const char *s = scalar(n);
+    if (!s || nx_parse_duration(s, ret) < 0)
+        return fail(c, n, path, "'%s' is not a duration (like 500ms, 30s, 2m)", s ? s : "");
+    return 0;
+}
+
+static int get_size(ctx_t *c, const yaml_node_t *n, const char *path, uint64_t *ret) {
+    const char *s = scalar(n);
+    if (!s || nx_parse_size(s, ret) < 0)
+        return fail(c, n, path, "'%s' is not a size (like 64K, 1M)", s ? s : "");
+    return 0;
+}
+
+#define FOR_PAIRS(c, map, k, v) FOR_PAIRS_(c, map, k, v, NX_CAT(pair_, __LINE__))
+#define NX_CAT_(a, b) a##b
+#define NX_CAT(a, b) NX_CAT_(a, b)
+#define FOR_PAIRS_(c, map, k, v, it)                                                      \
+    for (yaml_node_pair_t *it = (map)->data.mapping.pairs.start;                          \
+         it < (map)->data.mapping.pairs.top &&                                            \
+         ((k) = yaml_document_get_node((c)->doc, it->key),                                \
+         (v) = yaml_document_get_node((c)->doc, it->value), 1);                           \
+         it++)
+
+static int parse_agent(ctx_t *c, const yaml_node_t *n, const char *dpath, nx_agent_conf_t *a) {
+    char path[256];
+    snprintf(path, sizeof path, "%s.agent", dpath);
+    if (n->type == YAML_SCALAR_NODE) {
+        /* Shorthand: "agent: sim" */
+        if (strcmp(scalar(n), "sim") == 0) {
+            a->kind = NX_AGENT_SIM;
+            return 0;
+        }
+        return fail(c, n, path, "unknown agent kind '%s' (known: sim, exec)", scalar(n));
+    }
+    if (n->type != YAML_MAPPING_NODE)
+        return fail(c, n, path, "expected a mapping with 'kind'");
+    yaml_node_t *k, *v;
+    bool have_kind = false;
+    FOR_PAIRS(c, n, k, v) {
+        const char *key = scalar(k);
+        char fpath[300];
+        snprintf(fpath, sizeof fpath, "%s.%s", path, key ? key : "?");
+        int rc = 0;
+        uint64_t u;
+        if (!key)
+            return fail(c, k, path, "keys must be strings");
+        if (!strcmp(key, "kind")) {
+            const char *s = scalar(v);
+            if (s && !strcmp(s, "sim"))
+                a->kind = NX_AGENT_SIM;
+            else if (s && !strcmp(s, "exec"))
+                a->kind = NX_AGENT_EXEC;
+            else
+                return fail(c, v, fpath, "unknown agent kind '%s' (known: sim, exec)",
+                            s ? s : "");
+            have_kind = true;
+        } else if (!strcmp(key, "command")) {
+            if (v->type == YAML_SCALAR_NODE) {
+                a->command = calloc(4, sizeof(char *));
+                if (!a->command)
+                    return -ENOMEM;
+                a->command[0] = strdup("/bin/sh");
+                a->command[1] = strdup("-c");
+                a->command[2] = strdup(scalar(v));
+            } else if (v->type == YAML_SEQUENCE_NODE) {
+                size_t cnt = v->data.sequence.items.top - v->data.sequence.items.start;
+                if (cnt == 0)
+                    return fail(c, v, fpath, "the command is empty");
+                a->command = calloc(cnt + 1, sizeof(char *));
+                if (!a->command)
+                    return -ENOMEM;
+                for (size_t i = 0; i < cnt; i++) {
+                    yaml_node_t *it =
+                        yaml_document_get_node(c->doc, v->data.sequence.items.start[i]);
+                    if (!scalar(it))
+                        return fail(c, it, fpath, "argument %zu is not a string", i + 1);
+                    a->command[i] = strdup(scalar(it));
+                }
+            } else
+                return fail(c, v, fpath, "expected a string or a list of arguments");
+        } else if (!strcmp(key, "work"))
+            rc = get_duration(c, v, fpath, &a->work_ms);
+        else if (!strcmp(key, "jitter"))
+            rc = get_duration(c, v, fpath, &a->jitter_ms);
+        else if (!strcmp(key, "fail_rate")) {
+            const char *s = scalar(v);
+            char *end;
+            double d = s ? strtod(s, &end) : -1;
+            if (!s || *end || d < 0 || d > 1)
+                return fail(c, v, fpath, "expected a number from 0 to 1");
+            a->fail_rate = d;
+        } else if (!strcmp(key, "seed")) {
+            rc = get_uint(c, v, fpath, 0, UINT64_MAX, &u);
+            a->seed = u;
+        } else if (!strcmp(key, "output"))
+            rc = get_str(c, v, fpath, &a->output_prefix);
+        else if (!strcmp(key, "max_output"))
+            rc = get_size(c, v, fpath, &a->max_output);
+        else
+            return fail(c, k, fpath, "unknown key (known: kind, command, work, jitter, "
+                                     "fail_rate, seed, output, max_output)");
+        if (rc < 0)
+            return rc;
+    }
+    if (!have_kind)
+        return fail(c, n, path, "'kind' is missing (sim or exec)");
+    if (a->kind == NX_AGENT_EXEC && !a->command)
+        return fail(c, n, path, "an exec agent needs 'command'");
+    return 0;
+}
+
+static int add_employee(ctx_t *c, nx_company_t *co, const yaml_node_t *at, const char *path,
+                        const char *name, size_t dept) {
+    if (!nx_name_ok(name))
+        return fail(c, at, path, "employee name '%s' must be 1-64 of a-z 0-9 . _ -", name);
+    if (nx_company_employee(co, name) >= 0)
+        return fail(c, at, path, "employee '%s' is defined twice", name);
+    nx_employee_conf_t *e = realloc(co->employees, (co->nemployees + 1) * sizeof *e);
+    if (!e)
+        return -ENOMEM;
+    co->employees = e;
+    e[co->nemployees].name = strdup(name);
+    e[co->nemployees].dept = dept;
+    co->nemployees++;
+    return 0;
+}
+
+static int parse_dept(ctx_t *c, nx_company_t *co, const yaml_node_t *kn, const yaml_node_t *n) {
+    const char *name = scalar(kn);
+    char path[128];
+    snprintf(path, sizeof path, "departments.%s", name ? name : "?");
+    if (!name || !nx_name_ok(name))
+        return fail(c, kn, path, "department name must be 1-64 of a-z 0-9 . _ -");
+    if (nx_company_dept(co, name) >= 0)
+        return fail(c, kn, path, "department is defined twice");
+    if (n->type != YAML_MAPPING_NODE)
+        return fail(c, n, path, "expected a mapping (agent, employees, ...)");
+    nx_dept_conf_t *d = realloc(co->depts, (co->ndepts + 1) * sizeof *d);
+    if (!d)
+        return -ENOMEM;
+    co->depts = d;
+    size_t idx = co->ndepts++;
+    d = &co->depts[idx];
+    memset(d, 0, sizeof *d);
+    d->name = strdup(name);
+    d->line = (int)kn->start_mark.line + 1;
+    d->capacity = 1;
+    d->max_attempts = 3;
+    d->agent.kind = NX_AGENT_SIM;
+    d->agent.max_output = 1u << 20;
+    d->agent.seed = 1;
+    yaml_node_t *k, *v, *emps = NULL;
+    bool have_agent = false;
+    FOR_PAIRS(c, n, k, v) {
+        const char *key = scalar(k);
+        char fpath[200];
+        snprintf(fpath, sizeof fpath, "%s.%s", path, key ? key : "?");
+        uint64_t u;
+        int rc = 0;
+        if (!key)
+            return fail(c, k, path, "keys must be strings");
+        if (!strcmp(key, "agent")) {
+            rc = parse_agent(c, v, path, &co->depts[idx].agent);
+            have_agent = true;
+        } else if (!strcmp(key, "employees"))
+            emps = v;
+        else if (!strcmp(key, "capacity")) {
+            rc = get_uint(c, v, fpath, 1, 256, &u);
+            co->depts[idx].capacity = (uint32_t)u;
+        } else if (!strcmp(key, "max_attempts")) {
+            rc = get_uint(c, v, fpath, 1, 1000, &u);
+            co->depts[idx].max_attempts = (uint32_t)u;
+        } else
+            return fail(c, k, fpath,
+                        "unknown key (known: agent, employees, capacity, max_attempts)");
+        if (rc < 0)
+            return rc;
+    }
+    if (!have_agent)
+        return fail(c, n, path, "'agent' is missing");
+    char epath[200];
+    snprintf(epath, sizeof epath, "%s.employees", path);
+    if (!emps)
+        return fail(c, n, path, "'employees' is missing (a count or a list of names)");
+    if (emps->type == YAML_SCALAR_NODE) {
+        uint64_t cnt;
+        int rc = get_uint(c, emps, epath, 0, 1024, &cnt);
+        if (rc < 0)
+            return rc;
+        for (uint64_t i = 1; i <= cnt; i++) {
+            char ename[NX_PROTO_MAX_NAME + 16];
+            snprintf(ename, sizeof ename, "%s-%llu", name, (unsigned long long)i);
+            if ((rc = add_employee(c, co, emps, epath, ename, idx)) < 0)
+                return rc;
+        }
+    } else if (emps->type == YAML_SEQUENCE_NODE) {
+        for (yaml_node_item_t *it = emps->data.sequence.items.start;
+             it < emps->data.sequence.items.top; it++) {
+            yaml_node_t *en = yaml_document_get_node(c->doc, *it);
+            if (!scalar(en))
+                return fail(c, en, epath, "each employee is a name");
+            int rc = add_employee(c, co, en, epath, scalar(en), idx);
+            if (rc < 0)
+                return rc;
+        }
+    } else
+        return fail(c, emps, epath, "expected a count or a list of names");
+    return 0;
+}
+
+static int parse_root(ctx_t *c, nx_company_t *co, const yaml_node_t *root) {
+    if (!root)
+        return fail(c, NULL, "(document)", "the file is empty");
+    if (root->type != YAML_MAPPING_NODE)
+        return fail(c, root, "(document)", "expected a mapping with company and departments");
+    yaml_node_t *k, *v, *depts = NULL;
+    FOR_PAIRS(c, root, k, v) {
+        const char *key = scalar(k);
+        int rc = 0;
+        if (!key)
+            return fail(c, k, "(document)", "keys must be strings");
+        if (!strcmp(key, "company")) {
+            rc = get_str(c, v, "company", &co->name);
+            if (rc == 0 && !nx_name_ok(co->name))
+                return fail(c, v, "company", "name must be 1-64 of a-z 0-9 . _ -");
+        } else if (!strcmp(key, "departments"))
+            depts = v;
+        else if (!strcmp(key, "ceo")) {
+            if (v->type != YAML_MAPPING_NODE)
+                return fail(c, v, "ceo", "expected a mapping");
+            yaml_node_t *ck, *cv;
+            FOR_PAIRS(c, v, ck, cv) {
+                const char *ckey = scalar(ck);
+                char fpath[128];
+                uint64_t u;
+                snprintf(fpath, sizeof fpath, "ceo.%s", ckey ? ckey : "?");
+                if (!ckey)
+                    return fail(c, ck, "ceo", "keys must be strings");
+                if (!strcmp(ckey, "endpoint"))
+                    rc = get_str(c, cv, fpath, &co->ceo_endpoint);
+                else if (!strcmp(ckey, "events"))
+                    rc = get_str(c, cv, fpath, &co->events_endpoint);
+                else if (!strcmp(ckey, "heartbeat"))
+                    rc = get_duration(c, cv, fpath, &co->heartbeat_ms);
+                else if (!strcmp(ckey, "liveness")) {
+                    rc = get_uint(c, cv, fpath, 1, 100, &u);
+                    co->liveness = (uint32_t)u;
+                } else
+                    return fail(c, ck, fpath,
+                                "unknown key (known: endpoint, events, heartbeat, liveness)");
+                if (rc < 0)
+                    return rc;
+            }
+            if (co->heartbeat_ms < 10 || co->heartbeat_ms > 600000)
+                return fail(c, v, "ceo.heartbeat", "must be between 10ms and 10m");
+        } else if (!strcmp(key, "ledger")) {
+            if (v->type != YAML_MAPPING_NODE)
+                return fail(c, v, "ledger", "expected a mapping");
+            yaml_node_t *lk, *lv;
+            FOR_PAIRS(c, v, lk, lv) {
+                const char *lkey = scalar(lk);
+                if (lkey && !strcmp(lkey, "sync")) {
+                    const char *s = scalar(lv);
+                    if (s && !strcmp(s, "full"))
+                        co->sync_full = true;
+                    else if (s && !strcmp(s, "normal"))
+                        co->sync_full = false;
+                    else
+                        return fail(c, lv, "ledger.sync", "expected 'full' or 'normal'");
+                } else
+                    return fail(c, lk, "ledger", "unknown key '%s' (known: sync)",
+                                lkey ? lkey : "?");
+            }
+        } else
+            return fail(c, k, key, "unknown key (known: company, ceo, ledger, departments)");
+        if (rc < 0)
+            return rc;
+    }
+    if (!co->name)
+        return fail(c, root, "company", "'company' (the company's name) is missing");
+    if (!depts)
+        return fail(c, root, "departments", "'departments' is missing");
+    if (depts->type != YAML_MAPPING_NODE || depts->data.mapping.pairs.top ==
+                                                depts->data.mapping.pairs.start)
+        return fail(c, depts, "departments", "expected a mapping of at least one department");
+    FOR_PAIRS(c, depts, k, v) {
+        int rc = parse_dept(c, co, k, v);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int nx_company_load(const char *path, nx_company_t **ret_company, char *err, size_t errlen) {
+    int rc = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        rc = -errno;
+        snprintf(err, errlen, "%s: cannot open company file: %s", path, strerror(errno));
+        return rc;
+    }
+    nx_company_t *co = calloc(1, sizeof *co);
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    bool have_doc = false;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_file(&parser, f);
+    if (!co) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    co->heartbeat_ms = 1000;
+    co->liveness = 3;
+    co->sync_full = true;
+    char abs[PATH_MAX];
+    co->path = strdup(realpath(path, abs) ? abs : path);
+    if (!yaml_parser_load(&parser, &doc)) {
+        snprintf(err, errlen, "%s:%zu: YAML syntax error: %s", path,
+                 parser.problem_mark.line + 1, parser.problem ? parser.problem : "unknown");
+        rc = NX_ECONFIG;
+        goto out;
+    }
+    have_doc = true;
+    ctx_t c = {path, &doc, err, errlen};
+    rc = parse_root(&c, co, yaml_document_get_root_node(&doc));
+    if (rc == -ENOMEM)
+        snprintf(err, errlen, "%s: out of memory", path);
+out:
+    if (have_doc)
+        yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    fclose(f);
+    if (rc < 0)
+        nx_company_destroy(&co);
+    else
+        *ret_company = co;
+    return rc;
+}
+
+void nx_company_destroy(nx_company_t **self_p) {
+    if (!self_p || !*self_p)
+        return;
+    nx_company_t *co = *self_p;
+    for (size_t i = 0; i < co->ndepts; i++) {
+        free(co->depts[i].name);
+        if (co->depts[i].agent.command)
+            for (char **a = co->depts[i].agent.command; *a; a++)
+                free(*a);
+        free(co->depts[i].agent.command);
+        free(co->depts[i].agent.output_prefix);
+    }
+    for (size_t i = 0; i < co->nemployees; i++)
+        free(co->employees[i].name);
+    free(co->depts);
+    free(co->employees);
+    free(co->path);
+    free(co->name);
+    free(co->ceo_endpoint);
+    free(co->events_endpoint);
+    free(co);
+    *self_p = NULL;
+}
+
+int nx_company_dept(const nx_company_t *self, const char *name) {
+    for (size_t i = 0; i < self->ndepts; i++)
+        if (!strcmp(self->depts[i].name, name))
+            return (int)i;
+    return -1;
+}
+
+int nx_company_employee(const nx_company_t *self, const char *name) {
+    for (size_t i = 0; i < self->nemployees; i++)
+        if (!strcmp(self->employees[i].name, name))
+            return (int)i;
+    return -1;
+}

@@ -1,0 +1,228 @@
+/*  nx_runtime - what every Nexus process links: time and size parsing,
+ *  logging, the company file, the task ledger (SQLite), the home folder
+ *  and the wire helpers that move nx_msg_t over czmq sockets.
+ *
+ *  Library code here does not log errors it returns; the caller decides.
+ *  Fallible functions return 0 (or a count) or a negative NX_E* / errno. */
+#ifndef NX_RUNTIME_H
+#define NX_RUNTIME_H
+
+#include <czmq.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nx_proto.h"
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+
+/* ---- time, sizes, names ---- */
+
+int64_t nx_now_ms(void);   /* wall clock, ms since the epoch */
+int64_t nx_mono_ms(void);  /* monotonic clock, ms */
+
+/* "250ms", "30s", "2m", "1h", or a bare number of seconds. Returns 0 and
+ * sets *ret_ms, or NX_EUSAGE. */
+int nx_parse_duration(const char *text, int64_t *ret_ms);
+/* "512", "64K", "1M", "2G" (powers of 1024). Returns 0 or NX_EUSAGE. */
+int nx_parse_size(const char *text, uint64_t *ret_bytes);
+/* A department or employee name: 1..NX_PROTO_MAX_NAME of [a-z0-9_.-],
+ * starting with a letter or digit. */
+bool nx_name_ok(const char *name);
+
+/* ---- logging ----
+ * One line per record on stderr: time, level, process name, text. Secrets
+ * never reach here by construction: callers log ids, not payloads. */
+typedef enum { NX_LOG_DEBUG, NX_LOG_INFO, NX_LOG_WARN, NX_LOG_ERROR } nx_log_level_t;
+void nx_log_init(const char *process_name);
+void nx_log_set_level(nx_log_level_t level);
+void nx_log(nx_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define nx_debug(...) nx_log(NX_LOG_DEBUG, __VA_ARGS__)
+#define nx_info(...) nx_log(NX_LOG_INFO, __VA_ARGS__)
+#define nx_warn(...) nx_log(NX_LOG_WARN, __VA_ARGS__)
+#define nx_error(...) nx_log(NX_LOG_ERROR, __VA_ARGS__)
+
+/* ---- the company file ---- */
+
+typedef enum { NX_AGENT_SIM, NX_AGENT_EXEC } nx_agent_kind_t;
+
+typedef struct {
+    nx_agent_kind_t kind;  /* which adapter runs the task */
+    char **command;        /* exec: argv, NULL-terminated; owned */
+    int64_t work_ms;       /* sim: mean work time */
+    int64_t jitter_ms;     /* sim: +- uniform jitter on work time */
+    double fail_rate;      /* sim: share of tasks that exit non-zero, 0..1 */
+    uint64_t seed;         /* sim: makes failures and jitter reproducible */
+    char *output_prefix;   /* sim: result = prefix + input; owned */
+    uint64_t max_output;   /* bytes of stdout kept; past it the agent is killed */
+} nx_agent_conf_t;
+
+typedef struct {
+    char *name;              /* department name, unique; owned */
+    int line;                /* where it is defined in the company file */
+    nx_agent_conf_t agent;   /* the agent every employee here runs */
+    uint32_t capacity;       /* tasks one employee runs at once */
+    uint32_t max_attempts;   /* dispatches before a task is dead */
+} nx_dept_conf_t;
+
+typedef struct {
+    char *name;   /* employee name, unique in the company; owned */
+    size_t dept;  /* index into nx_company_t.depts */
+} nx_employee_conf_t;
+
+typedef struct {
+    char *path;               /* the company file, absolute; owned */
+    char *name;               /* the company's name; owned */
+    char *ceo_endpoint;       /* ROUTER endpoint, NULL = ipc in the home; owned */
+    char *events_endpoint;    /* XPUB endpoint, NULL = ipc in the home; owned */
+    int64_t heartbeat_ms;     /* heartbeat interval both ways */
+    uint32_t liveness;        /* missed heartbeats before a peer is dead */
+    bool sync_full;           /* ledger fsyncs every commit (default) */
+    nx_dept_conf_t *depts;    /* owned array */
+    size_t ndepts;
+    nx_employee_conf_t *employees; /* owned array, in start order */
+    size_t nemployees;
+} nx_company_t;
+
+/* Loads and validates a company file. On failure returns NX_ECONFIG (or
+ * -errno when the file cannot be read) and writes "FILE:LINE: FIELD:
+ * cause" into err. On success *ret_company is the caller's. */
+int nx_company_load(const char *path, nx_company_t **ret_company, char *err, size_t errlen);
+void nx_company_destroy(nx_company_t **self_p);
+/* Index of the department, or -1. */
+int nx_company_dept(const nx_company_t *self, const char *name);
+/* Index of the employee, or -1. */
+int nx_company_employee(const nx_company_t *self, const char *name);
+
+/* ---- the home folder ----
+ * `.nexus/` beside the company file unless --home or NEXUS_HOME says
+ * otherwise. Holds ledger.db, ceo.sock, events.sock, logs/, nexus.pid. */
+typedef struct {
+    char dir[512];       /* the home folder, absolute */
+    char ceo[600];       /* ROUTER endpoint */
+    char events[600];    /* XPUB endpoint */
+    char ledger[600];    /* ledger file */
+    char logs[600];      /* log folder */
+} nx_home_t;
+
+/* Fills *ret_home from an explicit home (may be NULL), NEXUS_HOME, and the
+ * company (may be NULL: then the home must be explicit or ./.nexus).
+ * Creates the folders when `create` is set. Returns 0 or -errno. */
+int nx_home_resolve(const char *home, const nx_company_t *company, bool create, nx_home_t *ret_home);
+
+/* ---- the task ledger ----
+ *
+ *   submit ──> queued ──dispatch──> running ──ok──> succeeded
+ *                ^                    │ └─fail──> failed
+ *                └──employee lost─────┘      (attempts used up: dead)
+ *
+ * Every state change is a row update inside the caller's transaction
+ * (nx_store_begin/commit): the CEO batches one loop iteration of work into
+ * one commit, which is its group commit. */
+typedef enum {
+    NX_TASK_QUEUED,
+    NX_TASK_RUNNING,
+    NX_TASK_SUCCEEDED,
+    NX_TASK_FAILED,
+    NX_TASK_CANCELLED,
+    NX_TASK_DEAD,
+    NX_TASK__COUNT
+} nx_task_state_t;
+
+const char *nx_task_state_name(nx_task_state_t state);
+int nx_task_state_from_name(const char *name, nx_task_state_t *ret_state);
+static inline bool nx_task_state_final(nx_task_state_t s) {
+    return s != NX_TASK_QUEUED && s != NX_TASK_RUNNING;
+}
+
+typedef struct {
+    int64_t id;
+    char *dept;            /* owned */
+    void *input;           /* owned, input_len bytes (NUL-terminated too) */
+    size_t input_len;
+    int64_t priority;      /* higher runs first */
+    nx_task_state_t state;
+    uint32_t attempts;     /* dispatches so far */
+    uint32_t max_attempts;
+    char *idem_key;        /* owned, may be NULL */
+    char *employee;        /* last employee, owned, may be NULL */
+    int64_t exit_code;     /* of the accepted attempt; -1 if none */
+    void *output;          /* owned, output_len bytes, may be NULL */
+    size_t output_len;
+    char *error;           /* owned, may be NULL */
+    int64_t created_ms, started_ms, finished_ms; /* 0 = not yet */
+} nx_task_t;
+
+void nx_task_clear(nx_task_t *task); /* frees the owned fields */
+
+typedef struct nx_store nx_store_t;
+
+/* Opens (creating if needed) the ledger at path in WAL mode. `sync_full`
+ * makes every commit durable against power loss, not just process death.
+ * Returns 0 or NX_ESTORE with the cause in err. */
+int nx_store_open(const char *path, bool sync_full, nx_store_t **ret_store, char *err, size_t errlen);
+void nx_store_destroy(nx_store_t **self_p);
+const char *nx_store_errmsg(nx_store_t *self);
+
+int nx_store_begin(nx_store_t *self);
+int nx_store_commit(nx_store_t *self);
+int nx_store_rollback(nx_store_t *self);
+
+/* Inserts a queued task from *task (id and state are ignored) and sets
+ * *ret_id. With an idem_key that exists already, nothing is inserted, the
+ * existing id is returned through *ret_id and the call returns 1. */
+int nx_store_task_insert(nx_store_t *self, const nx_task_t *task, int64_t *ret_id);
+/* Reads one task; NX_ENOTFOUND when there is no such id. */
+int nx_store_task_get(nx_store_t *self, int64_t id, nx_task_t *ret_task);
+/* Reads only the scheduling fields (no input/output). */
+int nx_store_task_brief(nx_store_t *self, int64_t id, nx_task_t *ret_task);
+/* queued -> running as attempt `attempt` on `employee`. */
+int nx_store_task_start(nx_store_t *self, int64_t id, uint32_t attempt, const char *employee,
+                        int64_t now_ms);
+/* Records the end of an attempt and moves the task to `state` (a final
+ * state, or queued for a retry). */
+int nx_store_task_finish(nx_store_t *self, int64_t id, uint32_t attempt, nx_task_state_t state,
+                         int64_t exit_code, const void *output, size_t output_len,
+                         const char *error, int64_t now_ms);
+
+typedef int (*nx_store_task_fn)(const nx_task_t *task, void *arg);
+/* Calls fn for each task matching the filters (state < 0 and dept NULL
+ * mean any) with an id above `after`, in id order, at most `limit` (0 = all). fn returning
+ * non-zero stops the walk and that value is returned. `with_payload`
+ * loads input and output. */
+int nx_store_task_foreach(nx_store_t *self, int state, const char *dept, int64_t after,
+                          uint64_t limit,
+                          bool with_payload, nx_store_task_fn fn, void *arg);
+/* Tasks left running by a previous CEO become queued again; returns how
+ * many, or a negative error. */
+int nx_store_requeue_running(nx_store_t *self, const char *why, int64_t now_ms);
+/* Appends an event to the ledger's event log. */
+int nx_store_event_append(nx_store_t *self, uint64_t seq, int64_t ts_ms, const char *topic,
+                          int64_t task, const char *employee, const char *detail);
+/* The highest event sequence stored (0 when none). */
+uint64_t nx_store_event_last_seq(nx_store_t *self);
+typedef int (*nx_store_event_fn)(uint64_t seq, int64_t ts_ms, const char *topic, int64_t task,
+                                 const char *employee, const char *detail, void *arg);
+/* The last `limit` events (oldest first) whose topic starts with prefix. */
+int nx_store_event_foreach(nx_store_t *self, const char *prefix, uint64_t limit,
+                           nx_store_event_fn fn, void *arg);
+
+/* ---- the wire ----
+ * A frame sequence on a ROUTER is [identity][msgpack]; on a DEALER it is
+ * [msgpack]. Helpers encode/decode and log nothing. */
+
+/* Sends msg (which stays the caller's). identity may be NULL on a DEALER.
+ * Returns 0, or -errno from zmq (EHOSTUNREACH on a gone peer with
+ * ZMQ_ROUTER_MANDATORY, EAGAIN when it would block with dontwait). */
+int nx_wire_send(zsock_t *sock, zframe_t *identity, const nx_msg_t *msg, bool dontwait);
+/* Receives one message. On a ROUTER *ret_identity receives the identity
+ * frame (caller's). A frame that does not decode yields the decode error
+ * with the reason in err and *ret_msg NULL; *ret_id gets the envelope id
+ * when known (0 otherwise). Returns -EAGAIN when nothing is waiting. */
+int nx_wire_recv(zsock_t *sock, bool router, zframe_t **ret_identity, nx_msg_t **ret_msg,
+                 uint64_t *ret_id, char *err, size_t errlen);
+
+/* A process-wide id for outgoing messages. */
+uint64_t nx_wire_next_id(void);
+
+#endif
