@@ -42,6 +42,17 @@ void nx_log(nx_log_level_t level, const char *fmt, ...) __attribute__((format(pr
 #define nx_warn(...) nx_log(NX_LOG_WARN, __VA_ARGS__)
 #define nx_error(...) nx_log(NX_LOG_ERROR, __VA_ARGS__)
 
+/* ---- stop signals ----
+ * ZeroMQ's I/O threads may take a signal meant to interrupt the actor's
+ * poll, so actors block SIGINT/SIGTERM in every thread (call this before
+ * the first socket exists) and read them from a signalfd in their loop.
+ * Returns the signalfd, or -errno. */
+int nx_signals_block(void);
+/* Adds a reader for that fd to loop: the loop ends on SIGINT/SIGTERM. */
+void nx_signals_watch(zloop_t *loop, int sigfd);
+/* Undoes nx_signals_block for this thread (for a child before exec). */
+void nx_signals_unblock(void);
+
 /* ---- the company file ---- */
 
 typedef enum { NX_AGENT_SIM, NX_AGENT_EXEC } nx_agent_kind_t;

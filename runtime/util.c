@@ -2,11 +2,14 @@
  *  folder. Small things every process needs and nothing else owns. */
 #define _GNU_SOURCE
 #include <ctype.h>
+#include <pthread.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -191,4 +194,41 @@ int nx_home_resolve(const char *home, const nx_company_t *company, bool create,
     }
     *ret_home = h;
     return 0;
+}
+
+/* ---- stop signals ---- */
+
+int nx_signals_block(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
+        return -EINVAL;
+    int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    return fd < 0 ? -errno : fd;
+}
+
+void nx_signals_unblock(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+static int on_signal(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
+    struct signalfd_siginfo si;
+    if (read(item->fd, &si, sizeof si) == (ssize_t)sizeof si) {
+        nx_info("signal %d (%s): stopping", (int)si.ssi_signo, strsignal((int)si.ssi_signo));
+        return -1;
+    }
+    return 0;
+}
+
+void nx_signals_watch(zloop_t *loop, int sigfd) {
+    if (sigfd < 0)
+        return;
+    zmq_pollitem_t item = {NULL, sigfd, ZMQ_POLLIN, 0};
+    zloop_poller(loop, &item, on_signal, NULL);
 }

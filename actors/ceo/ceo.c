@@ -401,10 +401,13 @@ static void requeue(ceo_t *self, int64_t task, uint32_t attempt, const char *why
     nx_task_clear(&t);
 }
 
-static void emp_lost(ceo_t *self, emp_t *e, const char *why) {
+static void emp_gone(ceo_t *self, emp_t *e, const char *why, bool left) {
     char detail[256];
-    snprintf(detail, sizeof detail, "employee %s lost: %s", e->name, why);
-    nx_warn("%s; re-queueing its %zu task(s)", detail, e->nheld);
+    snprintf(detail, sizeof detail, "employee %s %s: %s", e->name, left ? "left" : "lost", why);
+    if (left && e->nheld == 0)
+        nx_info("%s", detail);
+    else
+        nx_warn("%s; re-queueing its %zu task(s)", detail, e->nheld);
     for (size_t i = 0; i < e->nheld; i++)
         requeue(self, e->held[i].task, e->held[i].attempt, detail);
     e->nheld = 0;
@@ -415,8 +418,11 @@ static void emp_lost(ceo_t *self, emp_t *e, const char *why) {
         zstr_free(&e->idkey);
     }
     zframe_destroy(&e->identity);
-    event(self, "employee.lost", 0, e->name, self->company->depts[e->dept].name, "gone", why);
+    event(self, left ? "employee.left" : "employee.lost", 0, e->name,
+          self->company->depts[e->dept].name, "gone", why);
 }
+
+static void emp_lost(ceo_t *self, emp_t *e, const char *why) { emp_gone(self, e, why, false); }
 
 static void schedule(ceo_t *self) {
     int64_t now = nx_now_ms();
@@ -834,7 +840,8 @@ static void handle(ceo_t *self, zframe_t *from, nx_msg_t *m) {
         break;
     case NX_MSG_BYE:
         if (e && e->state == EMP_ALIVE)
-            emp_lost(self, e, nx_msg_str(m, "reason") ? nx_msg_str(m, "reason") : "said bye");
+            emp_gone(self, e, nx_msg_str(m, "reason") ? nx_msg_str(m, "reason") : "said bye",
+                     true);
         else if (n) {
             nx_info("node %s left", n->name);
             zhashx_delete(self->nodes, key);
@@ -882,7 +889,8 @@ static int on_router(zloop_t *loop, zsock_t *sock, void *arg) {
         zframe_destroy(&from);
     }
     txn_end(self);
-    return 0;
+    /* The last node has said bye after a shutdown: nothing left to wait for. */
+    return self->shutting_down && zhashx_size(self->nodes) == 0 ? -1 : 0;
 }
 
 static int on_tick(zloop_t *loop, int timer_id, void *arg) {
@@ -1041,12 +1049,17 @@ int nx_ceo_run(const nx_ceo_opts_t *opts) {
             self->company->name, self->home.ceo, self->home.events, lc.count,
             (long long)(nx_mono_ms() - t0));
     self->loop = zloop_new();
+    nx_signals_watch(self->loop, opts->sigfd);
     zloop_reader(self->loop, self->router, on_router, self);
     zloop_timer(self->loop, (size_t)self->company->heartbeat_ms, 0, on_tick, self);
     signal(SIGPIPE, SIG_IGN);
     zloop_start(self->loop);
     if (self->in_txn)
         txn_end(self);
+    if (strncmp(self->home.ceo, "ipc://", 6) == 0)
+        unlink(self->home.ceo + 6);
+    if (strncmp(self->home.events, "ipc://", 6) == 0)
+        unlink(self->home.events + 6);
     nx_info("CEO stopped");
     rc = self->exit_code;
 out:

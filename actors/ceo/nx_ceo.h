@@ -9,6 +9,7 @@
 typedef struct {
     const char *company_path; /* the company file */
     const char *home;         /* NULL = derived from the company file */
+    int sigfd;                /* from nx_signals_block(), -1 = none */
 } nx_ceo_opts_t;
 
 /* Runs until SIGTERM/SIGINT or a SHUTDOWN request. Returns a process exit

@@ -11,6 +11,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -801,7 +802,7 @@ static int cmd_ceo(cli_t *c, int argc, char **argv) {
     if (rc)
         return rc;
     nx_log_init("ceo");
-    nx_ceo_opts_t o = {c->company->path, c->home.dir};
+    nx_ceo_opts_t o = {c->company->path, c->home.dir, nx_signals_block()};
     return nx_ceo_run(&o);
 }
 
@@ -821,7 +822,8 @@ static int cmd_node(cli_t *c, int argc, char **argv) {
     if (rc)
         return rc;
     nx_log_init("node");
-    nx_node_opts_t o = {c->company->path, c->home.dir, c->exe, name};
+    nx_node_opts_t o = {.company_path = c->company->path, .home = c->home.dir,
+                        .sigfd = nx_signals_block(), .exe = c->exe, .name = name};
     return nx_node_run(&o);
 }
 
@@ -838,12 +840,10 @@ static int cmd_employee(cli_t *c, int argc, char **argv) {
     if (rc)
         return rc;
     nx_log_init(name);
-    nx_employee_opts_t o = {c->company->path, c->home.dir, name, c->exe};
+    nx_employee_opts_t o = {.company_path = c->company->path, .home = c->home.dir,
+                            .sigfd = nx_signals_block(), .name = name, .exe = c->exe};
     return nx_employee_run(&o);
 }
-
-static volatile sig_atomic_t s_stop_signal;
-static void on_stop_signal(int sig) { s_stop_signal = sig; }
 
 /* Starts `nexus VERB --company P --home H`, output to logfile (or
  * inherited when logfile is NULL). */
@@ -857,8 +857,7 @@ static pid_t start_child(cli_t *c, const char *verb, const char *logfile) {
                 dup2(fd, 2);
             }
         }
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGINT, SIG_DFL);
+        nx_signals_unblock();
         execl(c->exe, c->exe, verb, "--company", c->company->path, "--home", c->home.dir,
               (char *)NULL);
         _exit(127);
@@ -900,10 +899,14 @@ static int supervise(cli_t *c, bool detached) {
         fprintf(pf, "%d\n", (int)getpid());
         fclose(pf);
     }
-    struct sigaction sa = {0};
-    sa.sa_handler = on_stop_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    /* Signals are taken synchronously (sigtimedwait) so that neither a
+     * ZeroMQ thread nor a blocking waitpid can swallow them. */
+    sigset_t stopset;
+    sigemptyset(&stopset);
+    sigaddset(&stopset, SIGINT);
+    sigaddset(&stopset, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stopset, NULL);
+    bool stop_signal = false;
     nx_log_init("up");
     pid_t ceo = start_child(c, "ceo", detached ? ceolog : NULL);
     for (int i = 0; i < 100 && !ceo_answers(c->home.ceo, 100); i++)
@@ -915,14 +918,18 @@ static int supervise(cli_t *c, bool detached) {
     pid_t node = start_child(c, "node", detached ? nodelog : NULL);
     int64_t restarts[5] = {0};
     int rc = NX_EXIT_OK;
-    while (!s_stop_signal) {
-        int status;
-        pid_t pid = waitpid(-1, &status, 0);
-        if (pid < 0) {
-            if (errno == EINTR)
-                continue;
+    while (!stop_signal) {
+        struct timespec tick = {0, 100 * 1000000};
+        if (sigtimedwait(&stopset, NULL, &tick) > 0) {
+            stop_signal = true;
             break;
         }
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid == 0)
+            continue;
+        if (pid < 0)
+            break;
         if (pid == ceo) {
             ceo = 0;
             if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
@@ -941,7 +948,8 @@ static int supervise(cli_t *c, bool detached) {
             ceo = start_child(c, "ceo", detached ? ceolog : NULL);
         } else if (pid == node) {
             node = 0;
-            if (!s_stop_signal && ceo) {
+            bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+            if (ceo && !clean) {
                 nx_warn("the node exited; restarting it");
                 usleep(200000);
                 node = start_child(c, "node", detached ? nodelog : NULL);

@@ -437,6 +437,7 @@ int nx_employee_run(const nx_employee_opts_t *opts) {
     s_self = self;
     signal(SIGPIPE, SIG_IGN);
     self->loop = zloop_new();
+    nx_signals_watch(self->loop, opts->sigfd);
     zloop_set_nonstop(self->loop, false);
     if (connect_dealer(self) < 0) {
         nx_error("cannot connect to the CEO at %s", self->home.ceo);

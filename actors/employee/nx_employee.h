@@ -11,6 +11,7 @@
 typedef struct {
     const char *company_path; /* the company file */
     const char *home;         /* NULL = derived from the company file */
+    int sigfd;                /* from nx_signals_block(), -1 = none */
     const char *name;         /* this employee, as named in the company file */
     const char *exe;          /* the nexus binary, for the sim agent */
 } nx_employee_opts_t;

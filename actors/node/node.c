@@ -219,6 +219,7 @@ int nx_node_run(const nx_node_opts_t *opts) {
         spawn_employee(self, &self->children[i]);
     nx_info("node %s supervising %zu employee(s)", self->name, self->nchildren);
     self->loop = zloop_new();
+    nx_signals_watch(self->loop, opts->sigfd);
     zloop_reader(self->loop, self->dealer, on_dealer, self);
     zloop_timer(self->loop, 50, 0, on_tick, self);
     zloop_timer(self->loop, (size_t)self->company->heartbeat_ms, 0, on_heartbeat, self);

@@ -11,6 +11,7 @@
 typedef struct {
     const char *company_path; /* the company file */
     const char *home;         /* NULL = derived from the company file */
+    int sigfd;                /* from nx_signals_block(), -1 = none */
     const char *exe;          /* the nexus binary */
     const char *name;         /* this node's name, NULL = the host name */
 } nx_node_opts_t;
