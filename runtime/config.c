@@ -245,11 +245,11 @@ static int parse_dept(ctx_t *c, nx_company_t *co, const yaml_node_t *kn, const y
             return rc;
     }
     if (!have_agent)
-        return fail(c, n, path, "'agent' is missing");
+        return fail(c, kn, path, "'agent' is missing");
     char epath[200];
     snprintf(epath, sizeof epath, "%s.employees", path);
     if (!emps)
-        return fail(c, n, path, "'employees' is missing (a count or a list of names)");
+        return fail(c, kn, path, "'employees' is missing (a count or a list of names)");
     if (emps->type == YAML_SCALAR_NODE) {
         uint64_t cnt;
         int rc = get_uint(c, emps, epath, 0, 1024, &cnt);
