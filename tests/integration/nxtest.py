@@ -29,6 +29,19 @@ def check(cond, what):
     return cond
 
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def sanitizer_check(where, text):
+    """Every process of the tests is built with ASan+UBSan: any report in
+    its output fails the test."""
+    for mark in SANITIZER_MARKS:
+        if mark in text:
+            i = text.index(mark)
+            check(False, f"no sanitizer report from {where}: {text[i:i + 1500]}")
+            return
+
+
 def finish():
     if _failures:
         print(f"{_failures} check(s) failed")
@@ -49,6 +62,7 @@ class Company:
     def run(self, *args, input=None, timeout=120, check_rc=None):
         p = subprocess.run([NEXUS, *args], cwd=self.dir, input=input, capture_output=True,
                            text=True, timeout=timeout)
+        sanitizer_check(f"nexus {' '.join(args)[:60]}", p.stderr)
         if check_rc is not None and p.returncode != check_rc:
             print(f"command nexus {' '.join(args)} exited {p.returncode}, "
                   f"expected {check_rc}\nstdout: {p.stdout[-2000:]}\nstderr: {p.stderr[-2000:]}",
@@ -111,6 +125,8 @@ class Company:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
+        time.sleep(0.3)  # let the last employees flush their logs
+        sanitizer_check("the company's processes", self.logs())
         if _failures and keep_on_failure:
             print(self.logs())
         shutil.rmtree(self.dir, ignore_errors=True)
