@@ -704,31 +704,33 @@ static int cmd_events(cli_t *c, int argc, char **argv) {
         zsock_connect(sub, "%s", c->home.events);
         zclock_sleep(100);
     }
-    nx_msg_t *m = nx_msg_new(NX_MSG_EVENTS);
-    if (*topic)
-        nx_msg_set_str(m, "topic", topic);
-    nx_msg_set_uint(m, "limit", limit);
-    int64_t id = nx_client_send(cl, m);
-    nx_msg_destroy(&m);
     uint64_t last = 0;
-    for (;;) {
-        nx_msg_t *r = NULL;
-        int crc = nx_client_recv(cl, CALL_TIMEOUT_MS, &r);
-        if (crc < 0) {
-            rc = call_failed(c, crc, NULL);
-            goto out;
-        }
-        if (nx_msg_corr(r) != (uint64_t)id) {
+    if (limit > 0) {
+        nx_msg_t *m = nx_msg_new(NX_MSG_EVENTS);
+        if (*topic)
+            nx_msg_set_str(m, "topic", topic);
+        nx_msg_set_uint(m, "limit", limit);
+        int64_t id = nx_client_send(cl, m);
+        nx_msg_destroy(&m);
+        for (;;) {
+            nx_msg_t *r = NULL;
+            int crc = nx_client_recv(cl, CALL_TIMEOUT_MS, &r);
+            if (crc < 0) {
+                rc = call_failed(c, crc, NULL);
+                goto out;
+            }
+            if (nx_msg_corr(r) != (uint64_t)id) {
+                nx_msg_destroy(&r);
+                continue;
+            }
+            if (nx_msg_type(r) != NX_MSG_EVENT) {
+                nx_msg_destroy(&r);
+                break;
+            }
+            last = nx_msg_uint(r, "seq", 0);
+            print_event(c, r);
             nx_msg_destroy(&r);
-            continue;
         }
-        if (nx_msg_type(r) != NX_MSG_EVENT) {
-            nx_msg_destroy(&r);
-            break;
-        }
-        last = nx_msg_uint(r, "seq", 0);
-        print_event(c, r);
-        nx_msg_destroy(&r);
     }
     while (follow && !zsys_interrupted) {
         zmq_pollitem_t item = {zsock_resolve(sub), 0, ZMQ_POLLIN, 0};
