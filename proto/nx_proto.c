@@ -19,7 +19,7 @@
 #include <string.h>
 
 #define NX_MAX_DEPTH 8
-#define NX_MAX_FIELDS 16
+#define NX_MAX_FIELDS 24
 
 typedef struct {
     const char *key;
@@ -46,7 +46,9 @@ static const nx_field_spec_t f_welcome[] = {F("heartbeat_ms", UINT, true),
 static const nx_field_spec_t f_reason[] = {F("reason", STR, false), END};
 static const nx_field_spec_t f_task[] = {F("task", UINT, true), F("attempt", UINT, true),
                                          F("dept", STR, true), F("input", BIN, true),
-                                         F("priority", INT, false), END};
+                                         F("priority", INT, false),
+                                         F("soft_timeout_ms", UINT, false),
+                                         F("hard_timeout_ms", UINT, false), END};
 static const nx_field_spec_t f_result[] = {
     F("task", UINT, true),     F("attempt", UINT, true), F("ok", BOOL, true),
     F("exit_code", INT, false), F("signal", INT, false), F("output", BIN, false),
@@ -54,7 +56,9 @@ static const nx_field_spec_t f_result[] = {
 static const nx_field_spec_t f_submit[] = {F("dept", STR, true), F("input", BIN, true),
                                            F("priority", INT, false),
                                            F("idem_key", STR, false),
-                                           F("max_attempts", UINT, false), END};
+                                           F("max_attempts", UINT, false),
+                                           F("soft_timeout_ms", UINT, false),
+                                           F("hard_timeout_ms", UINT, false), END};
 static const nx_field_spec_t f_submitted[] = {F("task", UINT, true), F("existing", BOOL, false),
                                               END};
 static const nx_field_spec_t f_status[] = {F("task", UINT, true), END};
@@ -63,6 +67,18 @@ static const nx_field_spec_t f_wait[] = {F("task", UINT, true), F("timeout_ms", 
 static const nx_field_spec_t f_tasks[] = {F("state", STR, false), F("dept", STR, false),
                                           F("after", UINT, false), F("limit", UINT, false),
                                           END};
+static const nx_field_spec_t f_cancel[] = {F("task", UINT, true), F("attempt", UINT, false),
+                                           END};
+static const nx_field_spec_t f_running[] = {F("task", UINT, true), F("attempt", UINT, true),
+                                            END};
+static const nx_field_spec_t f_supervisor[] = {F("dept", STR, true), F("state", STR, true),
+                                               F("detail", STR, false), END};
+static const nx_field_spec_t f_stats_info[] = {
+    F("messages", UINT, true),       F("commits", UINT, true),      F("submitted", UINT, true),
+    F("succeeded", UINT, true),      F("failed", UINT, true),       F("requeued", UINT, true),
+    F("stale_results", UINT, true),  F("events", UINT, true),        F("cancelled", UINT, true),
+    F("queued", UINT, true),         F("delayed", UINT, true),      F("running", UINT, true),
+    F("employees", UINT, true),      F("uptime_ms", UINT, true),    END};
 static const nx_field_spec_t f_events[] = {F("topic", STR, false), F("limit", UINT, false),
                                            END};
 static const nx_field_spec_t f_task_info[] = {
@@ -71,12 +87,12 @@ static const nx_field_spec_t f_task_info[] = {
     F("input", BIN, false),       F("output", BIN, false),      F("error", STR, false),
     F("employee", STR, false),    F("exit_code", INT, false),   F("created_ms", UINT, true),
     F("started_ms", UINT, false), F("finished_ms", UINT, false), F("idem_key", STR, false),
-    END};
+    F("run_after_ms", UINT, false), F("history", STR, false), END};
 static const nx_field_spec_t f_employee_info[] = {
     F("name", STR, true),     F("dept", STR, true),  F("state", STR, true),
     F("pid", UINT, false),    F("capacity", UINT, true), F("busy", UINT, true),
     F("done", UINT, true),    F("failed", UINT, true), F("current", UINT, false),
-    F("node", STR, false),    END};
+    F("node", STR, false),    F("note", STR, false), END};
 static const nx_field_spec_t f_end[] = {F("count", UINT, true), END};
 static const nx_field_spec_t f_event[] = {
     F("topic", STR, true),    F("seq", UINT, true),   F("ts_ms", UINT, true),
@@ -98,6 +114,9 @@ static const nx_field_spec_t *const s_fields[NX_MSG__COUNT] = {
     [NX_MSG_PS] = f_none,             [NX_MSG_EMPLOYEE_INFO] = f_employee_info,
     [NX_MSG_END] = f_end,             [NX_MSG_SHUTDOWN] = f_none,
     [NX_MSG_EVENTS] = f_events,       [NX_MSG_EVENT] = f_event,
+    [NX_MSG_CANCEL] = f_cancel,       [NX_MSG_RETRY] = f_status,
+    [NX_MSG_RUNNING] = f_running,     [NX_MSG_SUPERVISOR] = f_supervisor,
+    [NX_MSG_STATS] = f_none,          [NX_MSG_STATS_INFO] = f_stats_info,
 };
 
 #define NX_MSG_NAME(name, wire) [NX_MSG_##name] = wire,

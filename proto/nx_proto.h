@@ -76,6 +76,12 @@ const char *nx_strerror(int err);
     X(END, "end")                         \
     X(SHUTDOWN, "shutdown")               \
     X(EVENTS, "events")                   \
+    X(CANCEL, "cancel")                   \
+    X(RETRY, "retry")                     \
+    X(RUNNING, "running")                 \
+    X(SUPERVISOR, "supervisor")           \
+    X(STATS, "stats")                     \
+    X(STATS_INFO, "stats_info")           \
     X(EVENT, "event")
 
 #define NX_MSG_ENUM(name, wire) NX_MSG_##name,

@@ -65,6 +65,28 @@ static int get_uint(ctx_t *c, const yaml_node_t *n, const char *path, uint64_t l
     return 0;
 }
 
+static int get_bool(ctx_t *c, const yaml_node_t *n, const char *path, bool *ret) {
+    const char *s = scalar(n);
+    if (s && (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on")))
+        *ret = true;
+    else if (s && (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off")))
+        *ret = false;
+    else
+        return fail(c, n, path, "expected true or false");
+    return 0;
+}
+
+static int get_restart(ctx_t *c, const yaml_node_t *n, const char *path, nx_restart_t *ret) {
+    const char *s = scalar(n);
+    for (int i = 0; i <= NX_TEMPORARY; i++)
+        if (s && !strcmp(s, nx_restart_name((nx_restart_t)i))) {
+            *ret = (nx_restart_t)i;
+            return 0;
+        }
+    return fail(c, n, path, "'%s' is not a restart type (permanent, transient, temporary)",
+                s ? s : "");
+}
+
 static int get_duration(ctx_t *c, const yaml_node_t *n, const char *path, int64_t *ret) {
     const char *s = scalar(n);
     if (!s || nx_parse_duration(s, ret) < 0)
@@ -164,9 +186,11 @@ static int parse_agent(ctx_t *c, const yaml_node_t *n, const char *dpath, nx_age
             rc = get_str(c, v, fpath, &a->output_prefix);
         else if (!strcmp(key, "max_output"))
             rc = get_size(c, v, fpath, &a->max_output);
+        else if (!strcmp(key, "inprocess"))
+            rc = get_bool(c, v, fpath, &a->inprocess);
         else
             return fail(c, k, fpath, "unknown key (known: kind, command, work, jitter, "
-                                     "fail_rate, seed, output, max_output)");
+                                     "fail_rate, seed, output, max_output, inprocess)");
         if (rc < 0)
             return rc;
     }
@@ -178,7 +202,7 @@ static int parse_agent(ctx_t *c, const yaml_node_t *n, const char *dpath, nx_age
 }
 
 static int add_employee(ctx_t *c, nx_company_t *co, const yaml_node_t *at, const char *path,
-                        const char *name, size_t dept) {
+                        const char *name, size_t dept, nx_restart_t restart) {
     if (!nx_name_ok(name))
         return fail(c, at, path, "employee name '%s' must be 1-64 of a-z 0-9 . _ -", name);
     if (nx_company_employee(co, name) >= 0)
@@ -189,7 +213,105 @@ static int add_employee(ctx_t *c, nx_company_t *co, const yaml_node_t *at, const
     co->employees = e;
     e[co->nemployees].name = strdup(name);
     e[co->nemployees].dept = dept;
+    e[co->nemployees].restart = restart;
     co->nemployees++;
+    return 0;
+}
+
+static int parse_retry(ctx_t *c, const yaml_node_t *n, const char *path, nx_dept_conf_t *d) {
+    if (n->type != YAML_MAPPING_NODE)
+        return fail(c, n, path, "expected a mapping (initial, multiplier, max, on_failure)");
+    yaml_node_t *k, *v;
+    FOR_PAIRS(c, n, k, v) {
+        const char *key = scalar(k);
+        char fpath[300];
+        snprintf(fpath, sizeof fpath, "%s.%s", path, key ? key : "?");
+        int rc = 0;
+        if (key && !strcmp(key, "initial"))
+            rc = get_duration(c, v, fpath, &d->retry_initial_ms);
+        else if (key && !strcmp(key, "max"))
+            rc = get_duration(c, v, fpath, &d->retry_max_ms);
+        else if (key && !strcmp(key, "on_failure"))
+            rc = get_bool(c, v, fpath, &d->retry_on_failure);
+        else if (key && !strcmp(key, "multiplier")) {
+            const char *s = scalar(v);
+            char *end;
+            double m = s ? strtod(s, &end) : 0;
+            if (!s || *end || m < 1 || m > 100)
+                return fail(c, v, fpath, "expected a number from 1 to 100");
+            d->retry_multiplier = m;
+        } else
+            return fail(c, k, fpath, "unknown key (known: initial, multiplier, max, on_failure)");
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int parse_timeout(ctx_t *c, const yaml_node_t *n, const char *path, nx_dept_conf_t *d) {
+    if (n->type != YAML_MAPPING_NODE)
+        return fail(c, n, path, "expected a mapping (soft, hard)");
+    yaml_node_t *k, *v;
+    FOR_PAIRS(c, n, k, v) {
+        const char *key = scalar(k);
+        char fpath[300];
+        snprintf(fpath, sizeof fpath, "%s.%s", path, key ? key : "?");
+        int rc;
+        if (key && !strcmp(key, "soft"))
+            rc = get_duration(c, v, fpath, &d->soft_timeout_ms);
+        else if (key && !strcmp(key, "hard"))
+            rc = get_duration(c, v, fpath, &d->hard_timeout_ms);
+        else
+            return fail(c, k, fpath, "unknown key (known: soft, hard)");
+        if (rc < 0)
+            return rc;
+    }
+    if (d->soft_timeout_ms && d->hard_timeout_ms && d->hard_timeout_ms < d->soft_timeout_ms)
+        return fail(c, n, path, "the hard limit must not be shorter than the soft one");
+    return 0;
+}
+
+static int parse_supervision(ctx_t *c, const yaml_node_t *n, const char *path,
+                             nx_dept_conf_t *d) {
+    if (n->type != YAML_MAPPING_NODE)
+        return fail(c, n, path, "expected a mapping (strategy, intensity, period, restart, "
+                                "shutdown)");
+    yaml_node_t *k, *v;
+    FOR_PAIRS(c, n, k, v) {
+        const char *key = scalar(k);
+        char fpath[300];
+        snprintf(fpath, sizeof fpath, "%s.%s", path, key ? key : "?");
+        int rc = 0;
+        uint64_t u;
+        if (key && !strcmp(key, "strategy")) {
+            const char *s = scalar(v);
+            bool found = false;
+            for (int i = 0; i <= NX_REST_FOR_ONE; i++)
+                if (s && !strcmp(s, nx_strategy_name((nx_strategy_t)i))) {
+                    d->strategy = (nx_strategy_t)i;
+                    found = true;
+                }
+            if (!found)
+                return fail(c, v, fpath,
+                            "'%s' is not a strategy (one_for_one, one_for_all, rest_for_one)",
+                            s ? s : "");
+        } else if (key && !strcmp(key, "intensity")) {
+            rc = get_uint(c, v, fpath, 0, 10000, &u);
+            d->intensity = (uint32_t)u;
+        } else if (key && !strcmp(key, "period"))
+            rc = get_duration(c, v, fpath, &d->period_ms);
+        else if (key && !strcmp(key, "restart"))
+            rc = get_restart(c, v, fpath, &d->restart);
+        else if (key && !strcmp(key, "shutdown"))
+            rc = get_duration(c, v, fpath, &d->shutdown_ms);
+        else
+            return fail(c, k, fpath,
+                        "unknown key (known: strategy, intensity, period, restart, shutdown)");
+        if (rc < 0)
+            return rc;
+    }
+    if (d->period_ms <= 0)
+        return fail(c, n, path, "period must be positive");
     return 0;
 }
 
@@ -214,6 +336,14 @@ static int parse_dept(ctx_t *c, nx_company_t *co, const yaml_node_t *kn, const y
     d->line = (int)kn->start_mark.line + 1;
     d->capacity = 1;
     d->max_attempts = 3;
+    d->retry_initial_ms = 1000;
+    d->retry_multiplier = 2.0;
+    d->retry_max_ms = 60000;
+    d->strategy = NX_ONE_FOR_ONE;
+    d->intensity = 5;
+    d->period_ms = 30000;
+    d->restart = NX_PERMANENT;
+    d->shutdown_ms = 5000;
     d->agent.kind = NX_AGENT_SIM;
     d->agent.max_output = 1u << 20;
     d->agent.seed = 1;
@@ -238,9 +368,16 @@ static int parse_dept(ctx_t *c, nx_company_t *co, const yaml_node_t *kn, const y
         } else if (!strcmp(key, "max_attempts")) {
             rc = get_uint(c, v, fpath, 1, 1000, &u);
             co->depts[idx].max_attempts = (uint32_t)u;
-        } else
+        } else if (!strcmp(key, "retry"))
+            rc = parse_retry(c, v, fpath, &co->depts[idx]);
+        else if (!strcmp(key, "timeout"))
+            rc = parse_timeout(c, v, fpath, &co->depts[idx]);
+        else if (!strcmp(key, "supervision"))
+            rc = parse_supervision(c, v, fpath, &co->depts[idx]);
+        else
             return fail(c, k, fpath,
-                        "unknown key (known: agent, employees, capacity, max_attempts)");
+                        "unknown key (known: agent, employees, capacity, max_attempts, retry, "
+                        "timeout, supervision)");
         if (rc < 0)
             return rc;
     }
@@ -258,16 +395,35 @@ static int parse_dept(ctx_t *c, nx_company_t *co, const yaml_node_t *kn, const y
         for (uint64_t i = 1; i <= cnt; i++) {
             char ename[NX_PROTO_MAX_NAME + 16];
             snprintf(ename, sizeof ename, "%s-%llu", name, (unsigned long long)i);
-            if ((rc = add_employee(c, co, emps, epath, ename, idx)) < 0)
+            if ((rc = add_employee(c, co, emps, epath, ename, idx,
+                                   co->depts[idx].restart)) < 0)
                 return rc;
         }
     } else if (emps->type == YAML_SEQUENCE_NODE) {
         for (yaml_node_item_t *it = emps->data.sequence.items.start;
              it < emps->data.sequence.items.top; it++) {
             yaml_node_t *en = yaml_document_get_node(c->doc, *it);
-            if (!scalar(en))
-                return fail(c, en, epath, "each employee is a name");
-            int rc = add_employee(c, co, en, epath, scalar(en), idx);
+            const char *ename = scalar(en);
+            nx_restart_t restart = co->depts[idx].restart;
+            if (en->type == YAML_MAPPING_NODE) {
+                yaml_node_t *ek, *ev;
+                FOR_PAIRS(c, en, ek, ev) {
+                    const char *ekey = scalar(ek);
+                    int rc = 0;
+                    if (ekey && !strcmp(ekey, "name"))
+                        ename = scalar(ev);
+                    else if (ekey && !strcmp(ekey, "restart"))
+                        rc = get_restart(c, ev, epath, &restart);
+                    else
+                        return fail(c, ek, epath, "unknown key '%s' (known: name, restart)",
+                                    ekey ? ekey : "?");
+                    if (rc < 0)
+                        return rc;
+                }
+            }
+            if (!ename)
+                return fail(c, en, epath, "each employee is a name or {name, restart}");
+            int rc = add_employee(c, co, en, epath, ename, idx, restart);
             if (rc < 0)
                 return rc;
         }
@@ -427,6 +583,16 @@ void nx_company_destroy(nx_company_t **self_p) {
     free(co->events_endpoint);
     free(co);
     *self_p = NULL;
+}
+
+const char *nx_strategy_name(nx_strategy_t s) {
+    static const char *const names[] = {"one_for_one", "one_for_all", "rest_for_one"};
+    return (unsigned)s <= NX_REST_FOR_ONE ? names[s] : "?";
+}
+
+const char *nx_restart_name(nx_restart_t r) {
+    static const char *const names[] = {"permanent", "transient", "temporary"};
+    return (unsigned)r <= NX_TEMPORARY ? names[r] : "?";
 }
 
 int nx_company_dept(const nx_company_t *self, const char *name) {

@@ -66,7 +66,16 @@ typedef struct {
     uint64_t seed;         /* sim: makes failures and jitter reproducible */
     char *output_prefix;   /* sim: result = prefix + input; owned */
     uint64_t max_output;   /* bytes of stdout kept; past it the agent is killed */
+    bool inprocess;        /* sim: simulate inside the employee, no process */
 } nx_agent_conf_t;
+
+/* OTP supervision: which siblings restart with a dead employee. */
+typedef enum { NX_ONE_FOR_ONE, NX_ONE_FOR_ALL, NX_REST_FOR_ONE } nx_strategy_t;
+/* OTP restart types: permanent always, transient after an abnormal exit,
+ * temporary never. */
+typedef enum { NX_PERMANENT, NX_TRANSIENT, NX_TEMPORARY } nx_restart_t;
+const char *nx_strategy_name(nx_strategy_t s);
+const char *nx_restart_name(nx_restart_t r);
 
 typedef struct {
     char *name;              /* department name, unique; owned */
@@ -74,11 +83,23 @@ typedef struct {
     nx_agent_conf_t agent;   /* the agent every employee here runs */
     uint32_t capacity;       /* tasks one employee runs at once */
     uint32_t max_attempts;   /* dispatches before a task is dead */
+    int64_t retry_initial_ms;   /* first back-off before a retry */
+    double retry_multiplier;    /* back-off growth per attempt */
+    int64_t retry_max_ms;       /* back-off cap */
+    bool retry_on_failure;      /* retry failed agents too, not only lost attempts */
+    int64_t soft_timeout_ms;    /* SIGTERM to the agent's group; 0 = none */
+    int64_t hard_timeout_ms;    /* SIGKILL; 0 = none */
+    nx_strategy_t strategy;     /* supervision strategy of its employees */
+    uint32_t intensity;         /* restarts allowed within period */
+    int64_t period_ms;
+    nx_restart_t restart;       /* default restart type of its employees */
+    int64_t shutdown_ms;        /* grace between SIGTERM and SIGKILL */
 } nx_dept_conf_t;
 
 typedef struct {
-    char *name;   /* employee name, unique in the company; owned */
-    size_t dept;  /* index into nx_company_t.depts */
+    char *name;           /* employee name, unique in the company; owned */
+    size_t dept;          /* index into nx_company_t.depts */
+    nx_restart_t restart; /* its restart type */
 } nx_employee_conf_t;
 
 typedef struct {
@@ -162,6 +183,8 @@ typedef struct {
     size_t output_len;
     char *error;           /* owned, may be NULL */
     int64_t created_ms, started_ms, finished_ms; /* 0 = not yet */
+    int64_t run_after_ms;  /* queued, but not before this time (retry back-off) */
+    int64_t soft_timeout_ms, hard_timeout_ms; /* per-task limits; 0 = the department's */
 } nx_task_t;
 
 void nx_task_clear(nx_task_t *task); /* frees the owned fields */
@@ -204,9 +227,19 @@ typedef int (*nx_store_task_fn)(const nx_task_t *task, void *arg);
 int nx_store_task_foreach(nx_store_t *self, int state, const char *dept, int64_t after,
                           uint64_t limit,
                           bool with_payload, nx_store_task_fn fn, void *arg);
-/* Tasks left running by a previous CEO become queued again; returns how
- * many, or a negative error. */
-int nx_store_requeue_running(nx_store_t *self, const char *why, int64_t now_ms);
+/* running -> queued after attempt `attempt` ended with `outcome` ("lost",
+ * "failed", ...; 0 = no attempt to close), eligible again at run_after_ms. */
+int nx_store_task_requeue(nx_store_t *self, int64_t id, uint32_t attempt, const char *outcome,
+                          int64_t exit_code, const char *error, int64_t run_after_ms,
+                          int64_t now_ms);
+/* -> cancelled (final); closes the running attempt when there is one. */
+int nx_store_task_cancel(nx_store_t *self, int64_t id, uint32_t running_attempt,
+                         const char *why, int64_t now_ms);
+/* A final task becomes queued again with `extra_attempts` more to spend. */
+int nx_store_task_retry(nx_store_t *self, int64_t id, uint32_t extra_attempts);
+/* One line per attempt ("attempt 2 on qa-1: lost after 3001 ms: why"),
+ * malloc'd into *ret_text (the caller frees). */
+int nx_store_task_history(nx_store_t *self, int64_t id, char **ret_text);
 /* Appends an event to the ledger's event log. */
 int nx_store_event_append(nx_store_t *self, uint64_t seq, int64_t ts_ms, const char *topic,
                           int64_t task, const char *employee, const char *detail);

@@ -34,7 +34,10 @@ static const char *const s_schema =
     " error TEXT,"
     " created_ms INTEGER NOT NULL,"
     " started_ms INTEGER NOT NULL DEFAULT 0,"
-    " finished_ms INTEGER NOT NULL DEFAULT 0);"
+    " finished_ms INTEGER NOT NULL DEFAULT 0,"
+    " run_after_ms INTEGER NOT NULL DEFAULT 0,"
+    " soft_ms INTEGER NOT NULL DEFAULT 0,"
+    " hard_ms INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks(state, id);"
     "CREATE TABLE IF NOT EXISTS attempts("
     " task INTEGER NOT NULL,"
@@ -56,9 +59,13 @@ static const char *const s_schema =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
     "INSERT OR IGNORE INTO meta VALUES('schema', '1');";
 
+#define TASK_COLS                                                                          \
+    "id, dept, priority, state, attempts, max_attempts, idem_key, employee, exit_code, error," \
+    " created_ms, started_ms, finished_ms, run_after_ms, soft_ms, hard_ms"
+
 enum {
     ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_INSERT, ST_FIND_IDEM, ST_GET, ST_BRIEF, ST_START,
-    ST_ATTEMPT_START, ST_FINISH, ST_ATTEMPT_FINISH, ST_EVENT, ST__COUNT
+    ST_ATTEMPT_START, ST_FINISH, ST_ATTEMPT_FINISH, ST_EVENT, ST_REQUEUE, ST_RETRY, ST__COUNT
 };
 
 static const char *const s_sql[ST__COUNT] = {
@@ -66,14 +73,10 @@ static const char *const s_sql[ST__COUNT] = {
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_INSERT] = "INSERT INTO tasks(dept, input, priority, state, max_attempts, idem_key,"
-                  " created_ms) VALUES(?1, ?2, ?3, 0, ?4, ?5, ?6)",
+                  " created_ms, soft_ms, hard_ms) VALUES(?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8)",
     [ST_FIND_IDEM] = "SELECT id FROM tasks WHERE idem_key = ?1",
-    [ST_GET] = "SELECT id, dept, priority, state, attempts, max_attempts, idem_key, employee,"
-               " exit_code, error, created_ms, started_ms, finished_ms, input, output"
-               " FROM tasks WHERE id = ?1",
-    [ST_BRIEF] = "SELECT id, dept, priority, state, attempts, max_attempts, idem_key, employee,"
-                 " exit_code, error, created_ms, started_ms, finished_ms"
-                 " FROM tasks WHERE id = ?1",
+    [ST_GET] = "SELECT " TASK_COLS ", input, output FROM tasks WHERE id = ?1",
+    [ST_BRIEF] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?1",
     [ST_START] = "UPDATE tasks SET state = 1, attempts = ?2, employee = ?3, started_ms = ?4"
                  " WHERE id = ?1",
     [ST_ATTEMPT_START] = "INSERT OR REPLACE INTO attempts(task, n, employee, started_ms)"
@@ -84,6 +87,9 @@ static const char *const s_sql[ST__COUNT] = {
                           " error = ?6 WHERE task = ?1 AND n = ?2",
     [ST_EVENT] = "INSERT INTO events(seq, ts_ms, topic, task, employee, detail)"
                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_REQUEUE] = "UPDATE tasks SET state = 0, error = ?2, run_after_ms = ?3 WHERE id = ?1",
+    [ST_RETRY] = "UPDATE tasks SET state = 0, max_attempts = attempts + ?2, error = NULL,"
+                 " finished_ms = 0, run_after_ms = 0, exit_code = -1 WHERE id = ?1",
 };
 
 struct nx_store {
@@ -202,6 +208,8 @@ int nx_store_task_insert(nx_store_t *self, const nx_task_t *task, int64_t *ret_i
     sqlite3_bind_int64(st, 4, task->max_attempts ? task->max_attempts : 3);
     bind_text_or_null(st, 5, task->idem_key);
     sqlite3_bind_int64(st, 6, task->created_ms);
+    sqlite3_bind_int64(st, 7, task->soft_timeout_ms);
+    sqlite3_bind_int64(st, 8, task->hard_timeout_ms);
     if (step_done(st) < 0)
         return NX_ESTORE;
     *ret_id = sqlite3_last_insert_rowid(self->db);
@@ -229,8 +237,8 @@ static void *col_blobdup(sqlite3_stmt *st, int i, size_t *ret_len) {
     return copy;
 }
 
-/* Fills t from a row whose first 13 columns are those of ST_BRIEF, and
- * columns 13/14 are input/output when with_payload is set. */
+/* Fills t from a row whose first 16 columns are TASK_COLS, and columns
+ * 16/17 are input/output when with_payload is set. */
 static void row_to_task(sqlite3_stmt *st, nx_task_t *t, bool with_payload) {
     memset(t, 0, sizeof *t);
     t->id = sqlite3_column_int64(st, 0);
@@ -246,9 +254,12 @@ static void row_to_task(sqlite3_stmt *st, nx_task_t *t, bool with_payload) {
     t->created_ms = sqlite3_column_int64(st, 10);
     t->started_ms = sqlite3_column_int64(st, 11);
     t->finished_ms = sqlite3_column_int64(st, 12);
+    t->run_after_ms = sqlite3_column_int64(st, 13);
+    t->soft_timeout_ms = sqlite3_column_int64(st, 14);
+    t->hard_timeout_ms = sqlite3_column_int64(st, 15);
     if (with_payload) {
-        t->input = col_blobdup(st, 13, &t->input_len);
-        t->output = col_blobdup(st, 14, &t->output_len);
+        t->input = col_blobdup(st, 16, &t->input_len);
+        t->output = col_blobdup(st, 17, &t->output_len);
     }
 }
 
@@ -321,8 +332,7 @@ int nx_store_task_foreach(nx_store_t *self, int state, const char *dept, int64_t
                           bool with_payload, nx_store_task_fn fn, void *arg) {
     char sql[512];
     snprintf(sql, sizeof sql,
-             "SELECT id, dept, priority, state, attempts, max_attempts, idem_key, employee,"
-             " exit_code, error, created_ms, started_ms, finished_ms%s FROM tasks"
+             "SELECT " TASK_COLS "%s FROM tasks"
              " WHERE (?1 < 0 OR state = ?1) AND (?2 IS NULL OR dept = ?2) AND id > ?4"
              " ORDER BY id%s",
              with_payload ? ", input, output" : "", limit ? " LIMIT ?3" : "");
@@ -349,23 +359,77 @@ int nx_store_task_foreach(nx_store_t *self, int state, const char *dept, int64_t
     return ret;
 }
 
-int nx_store_requeue_running(nx_store_t *self, const char *why, int64_t now_ms) {
+/* Ends attempt `attempt` with an outcome word, without touching the task. */
+static int attempt_end(nx_store_t *self, int64_t id, uint32_t attempt, const char *outcome,
+                       int64_t exit_code, const char *error, int64_t now_ms) {
+    sqlite3_stmt *st = self->st[ST_ATTEMPT_FINISH];
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, attempt);
+    sqlite3_bind_int64(st, 3, now_ms);
+    sqlite3_bind_text(st, 4, outcome, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, exit_code);
+    bind_text_or_null(st, 6, error);
+    return step_done(st);
+}
+
+int nx_store_task_requeue(nx_store_t *self, int64_t id, uint32_t attempt, const char *outcome,
+                          int64_t exit_code, const char *error, int64_t run_after_ms,
+                          int64_t now_ms) {
+    sqlite3_stmt *st = self->st[ST_REQUEUE];
+    sqlite3_bind_int64(st, 1, id);
+    bind_text_or_null(st, 2, error);
+    sqlite3_bind_int64(st, 3, run_after_ms);
+    if (step_done(st) < 0)
+        return NX_ESTORE;
+    return attempt ? attempt_end(self, id, attempt, outcome, exit_code, error, now_ms) : 0;
+}
+
+int nx_store_task_cancel(nx_store_t *self, int64_t id, uint32_t running_attempt,
+                         const char *why, int64_t now_ms) {
+    int rc = nx_store_task_finish(self, id, 0, NX_TASK_CANCELLED, -1, NULL, 0, why, now_ms);
+    if (rc == 0 && running_attempt)
+        rc = attempt_end(self, id, running_attempt, "cancelled", -1, why, now_ms);
+    return rc;
+}
+
+int nx_store_task_retry(nx_store_t *self, int64_t id, uint32_t extra_attempts) {
+    sqlite3_stmt *st = self->st[ST_RETRY];
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, extra_attempts);
+    return step_done(st);
+}
+
+int nx_store_task_history(nx_store_t *self, int64_t id, char **ret_text) {
     sqlite3_stmt *st;
-    const char *sql =
-        "UPDATE attempts SET finished_ms = ?2, outcome = 'lost', error = ?1"
-        " WHERE finished_ms = 0 AND task IN (SELECT id FROM tasks WHERE state = 1);";
-    if (sqlite3_prepare_v2(self->db, sql, -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(self->db,
+                           "SELECT n, employee, started_ms, finished_ms, outcome, exit_code, error"
+                           " FROM attempts WHERE task = ?1 ORDER BY n",
+                           -1, &st, NULL) != SQLITE_OK)
         return NX_ESTORE;
-    sqlite3_bind_text(st, 1, why, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, now_ms);
-    int rc = step_done(st);
+    sqlite3_bind_int64(st, 1, id);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) {
+        sqlite3_finalize(st);
+        return -ENOMEM;
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        int64_t started = sqlite3_column_int64(st, 2), finished = sqlite3_column_int64(st, 3);
+        const char *outcome = (const char *)sqlite3_column_text(st, 4);
+        const char *error = (const char *)sqlite3_column_text(st, 6);
+        fprintf(f, "attempt %d on %s: %s", sqlite3_column_int(st, 0),
+                (const char *)sqlite3_column_text(st, 1), outcome ? outcome : "running");
+        if (finished >= started && finished)
+            fprintf(f, " after %lld ms", (long long)(finished - started));
+        if (error)
+            fprintf(f, ": %s", error);
+        fputc('\n', f);
+    }
     sqlite3_finalize(st);
-    if (rc < 0)
-        return rc;
-    if (sqlite3_exec(self->db, "UPDATE tasks SET state = 0 WHERE state = 1", NULL, NULL, NULL) !=
-        SQLITE_OK)
-        return NX_ESTORE;
-    return sqlite3_changes(self->db);
+    fclose(f);
+    *ret_text = buf;
+    return 0;
 }
 
 int nx_store_event_append(nx_store_t *self, uint64_t seq, int64_t ts_ms, const char *topic,

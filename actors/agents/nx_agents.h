@@ -27,5 +27,10 @@ int nx_agent_sim_main(int argc, char **argv);
 /* The sim agent's decision for one attempt: 1 = fail, 0 = succeed. */
 int nx_agent_sim_fails(uint64_t seed, const void *input, size_t len, uint32_t attempt,
                        double fail_rate);
+/* The sim agent's work time for one attempt: work +- jitter, a pure
+ * function of seed, input and attempt. The in-process sim uses both of
+ * these, so it behaves exactly like the process one. */
+int64_t nx_agent_sim_work_ms(uint64_t seed, int64_t work_ms, int64_t jitter_ms, const void *input,
+                             size_t len, uint32_t attempt);
 
 #endif

@@ -92,6 +92,15 @@ int nx_agent_sim_fails(uint64_t seed, const void *input, size_t len, uint32_t at
     return u < fail_rate;
 }
 
+int64_t nx_agent_sim_work_ms(uint64_t seed, int64_t work_ms, int64_t jitter_ms, const void *input,
+                             size_t len, uint32_t attempt) {
+    if (jitter_ms > 0) {
+        int64_t span = 2 * jitter_ms + 1;
+        work_ms += (int64_t)(mix(seed, input, len, 0x5eed + attempt) % (uint64_t)span) - jitter_ms;
+    }
+    return work_ms > 0 ? work_ms : 0;
+}
+
 static void sleep_ms(int64_t ms) {
     if (ms <= 0)
         return;
@@ -202,11 +211,7 @@ int nx_agent_sim_main(int argc, char **argv) {
         free(input);
         return rc;
     }
-    if (jitter > 0) {
-        int64_t span = 2 * jitter + 1;
-        work += (int64_t)(mix(seed, input, len, 0x5eed + attempt) % (uint64_t)span) - jitter;
-    }
-    sleep_ms(work);
+    sleep_ms(nx_agent_sim_work_ms(seed, work, jitter, input, len, attempt));
     if (nx_agent_sim_fails(seed, input, len, attempt, fail_rate)) {
         fprintf(stderr, "sim: simulated failure (seed %llu, attempt %u)\n",
                 (unsigned long long)seed, attempt);

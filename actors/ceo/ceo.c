@@ -33,6 +33,7 @@
 #define BATCH 1024
 #define MAX_WAIT_MS (3600 * 1000)
 #define PAGE_MAX 1000
+#define MAX_WAITERS 100000
 
 typedef struct {
     int64_t task;
@@ -88,6 +89,28 @@ typedef struct {
     nx_msg_t *msg;
 } out_t;
 
+/* A task waiting out its retry back-off. */
+typedef struct {
+    int64_t run_after_ms; /* wall clock */
+    int64_t priority;
+    int64_t id;
+    size_t dept;
+} delayed_t;
+
+/* A task the ledger says is running but whose employee this CEO has not
+ * heard of (it was dispatched by a previous CEO). Its lease lapses at
+ * `deadline_ms` unless the employee reports it with RUNNING. */
+typedef struct {
+    int64_t task;
+    uint32_t attempt;
+    int64_t deadline_ms; /* monotonic */
+} orphan_t;
+
+typedef struct {
+    uint64_t messages, commits, submitted, succeeded, failed, requeued, stale, events,
+        cancelled;
+} stats_t;
+
 typedef struct {
     nx_company_t *company;
     nx_home_t home;
@@ -106,6 +129,14 @@ typedef struct {
     bool shutting_down;
     int64_t shutdown_deadline_ms;
     int exit_code;
+    delayed_t *delayed;    /* min-heap by run_after_ms */
+    size_t ndelayed, delayed_cap;
+    orphan_t *orphans;     /* running tasks of a previous CEO */
+    size_t norphans;
+    char **dept_notes;     /* per department: why its supervisor gave up, or NULL */
+    stats_t stats;
+    int64_t started_ms;    /* monotonic */
+    unsigned rng;          /* jitter */
 } ceo_t;
 
 /* ---- small helpers ---- */
@@ -182,6 +213,7 @@ static void reply_error(ceo_t *self, zframe_t *identity, const nx_msg_t *req, co
 static void event(ceo_t *self, const char *topic, int64_t task, const char *employee,
                   const char *dept, const char *state, const char *detail) {
     uint64_t seq = ++self->event_seq;
+    self->stats.events++;
     int64_t now = nx_now_ms();
     nx_store_event_append(self->store, seq, now, topic, task, employee, detail);
     nx_msg_t *m = nx_msg_new(NX_MSG_EVENT);
@@ -256,6 +288,74 @@ static void q_add_emp(dept_q_t *q, emp_t *e) {
     q->emps[q->nemps++] = e;
 }
 
+static void d_push(ceo_t *self, delayed_t item) {
+    if (self->ndelayed == self->delayed_cap) {
+        self->delayed_cap = self->delayed_cap ? self->delayed_cap * 2 : 64;
+        self->delayed = realloc(self->delayed, self->delayed_cap * sizeof *self->delayed);
+    }
+    size_t i = self->ndelayed++;
+    self->delayed[i] = item;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (self->delayed[p].run_after_ms <= self->delayed[i].run_after_ms)
+            break;
+        delayed_t t = self->delayed[i];
+        self->delayed[i] = self->delayed[p];
+        self->delayed[p] = t;
+        i = p;
+    }
+}
+
+static delayed_t d_pop(ceo_t *self) {
+    delayed_t top = self->delayed[0];
+    self->delayed[0] = self->delayed[--self->ndelayed];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < self->ndelayed && self->delayed[l].run_after_ms < self->delayed[m].run_after_ms)
+            m = l;
+        if (r < self->ndelayed && self->delayed[r].run_after_ms < self->delayed[m].run_after_ms)
+            m = r;
+        if (m == i)
+            break;
+        delayed_t t = self->delayed[i];
+        self->delayed[i] = self->delayed[m];
+        self->delayed[m] = t;
+        i = m;
+    }
+    return top;
+}
+
+/* Queues a task now, or after its back-off. */
+static void enqueue(ceo_t *self, size_t dept, int64_t priority, int64_t id, int64_t run_after) {
+    if (run_after > nx_now_ms())
+        d_push(self, (delayed_t){run_after, priority, id, dept});
+    else
+        q_push(&self->queues[dept], priority, id);
+}
+
+/* Moves tasks whose back-off is over into their department's queue. */
+static void release_delayed(ceo_t *self) {
+    int64_t now = nx_now_ms();
+    while (self->ndelayed && self->delayed[0].run_after_ms <= now) {
+        delayed_t d = d_pop(self);
+        q_push(&self->queues[d.dept], d.priority, d.id);
+    }
+}
+
+/* Temporal-style retry back-off: initial * multiplier^(attempt-1), capped,
+ * with "equal jitter" (half fixed, half random) so that tasks lost together
+ * do not come back together. */
+static int64_t backoff_ms(ceo_t *self, const nx_dept_conf_t *d, uint32_t attempt) {
+    double ms = (double)d->retry_initial_ms;
+    for (uint32_t i = 1; i < attempt && ms < (double)d->retry_max_ms; i++)
+        ms *= d->retry_multiplier;
+    if (ms > (double)d->retry_max_ms)
+        ms = (double)d->retry_max_ms;
+    int64_t half = (int64_t)ms / 2;
+    return half + (half > 0 ? (int64_t)(rand_r(&self->rng) % (unsigned)(half + 1)) : 0);
+}
+
 /* ---- transactions ---- */
 
 static void txn_begin(ceo_t *self) {
@@ -270,6 +370,7 @@ static void txn_begin(ceo_t *self) {
 
 static void emp_lost(ceo_t *self, emp_t *e, const char *why);
 static void schedule(ceo_t *self);
+static void orphan_remove(ceo_t *self, int64_t task);
 
 /* Commits, then sends everything the transaction produced. A dispatch that
  * cannot be delivered marks its employee lost, which needs another
@@ -277,6 +378,7 @@ static void schedule(ceo_t *self);
 static void txn_end(ceo_t *self) {
     while (self->in_txn) {
         schedule(self);
+        self->stats.commits++;
         if (nx_store_commit(self->store) < 0) {
             /* Nothing of this batch was acknowledged; exiting keeps it so. */
             nx_error("ledger: commit failed: %s; exiting without acknowledging the batch",
@@ -352,6 +454,8 @@ static nx_msg_t *task_info(const nx_task_t *t, bool with_payload) {
         nx_msg_set_uint(m, "finished_ms", (uint64_t)t->finished_ms);
     if (t->idem_key)
         nx_msg_set_str(m, "idem_key", t->idem_key);
+    if (t->state == NX_TASK_QUEUED && t->run_after_ms > nx_now_ms())
+        nx_msg_set_uint(m, "run_after_ms", (uint64_t)t->run_after_ms);
     return m;
 }
 
@@ -385,18 +489,54 @@ static void held_remove(emp_t *e, int64_t task) {
         }
 }
 
-/* Puts a task back in its queue after losing attempt `attempt`. */
+/* Ends attempt `attempt` of a running task that did not succeed: back to
+ * the queue after a back-off, or `dead` (or `final_state` when retrying is
+ * not wanted) once its attempts are used up. Every attempt keeps its error
+ * in the ledger. */
+static void retry_or_end(ceo_t *self, const nx_task_t *t, uint32_t attempt, const char *outcome,
+                         int64_t exit_code, const char *why, bool retry, nx_task_state_t final_state,
+                         const void *output, size_t output_len) {
+    int64_t now = nx_now_ms();
+    int d = nx_company_dept(self->company, t->dept);
+    if (retry && d >= 0 && attempt < t->max_attempts) {
+        int64_t delay = backoff_ms(self, &self->company->depts[d], attempt);
+        nx_store_task_requeue(self->store, t->id, attempt, outcome, exit_code, why, now + delay,
+                              now);
+        enqueue(self, (size_t)d, t->priority, t->id, now + delay);
+        self->stats.requeued++;
+        char detail[700];
+        snprintf(detail, sizeof detail, "%s; attempt %u of %u again in %lld ms", why,
+                 attempt + 1, t->max_attempts, (long long)delay);
+        event(self, "task.requeued", t->id, t->employee, t->dept, "queued", detail);
+        return;
+    }
+    nx_task_state_t st = retry ? NX_TASK_DEAD : final_state;
+    char msg[700];
+    if (st == NX_TASK_DEAD)
+        snprintf(msg, sizeof msg, "gave up after %u attempt(s); last: %s", attempt, why);
+    else
+        snprintf(msg, sizeof msg, "%s", why);
+    if (st == NX_TASK_DEAD) {
+        /* The attempt keeps its own outcome ("lost", "failed"); the task is dead. */
+        nx_store_task_requeue(self->store, t->id, attempt, outcome, exit_code, why, 0, now);
+        nx_store_task_finish(self->store, t->id, 0, st, exit_code, output, output_len, msg, now);
+    } else
+        nx_store_task_finish(self->store, t->id, attempt, st, exit_code, output, output_len, msg,
+                             now);
+    self->stats.failed++;
+    event(self, st == NX_TASK_DEAD ? "task.dead" : "task.failed", t->id, t->employee, t->dept,
+          nx_task_state_name(st), msg);
+}
+
+/* Puts a running task back after losing attempt `attempt` (employee dead,
+ * lease lapsed). Ignored when the task has moved on since. */
 static void requeue(ceo_t *self, int64_t task, uint32_t attempt, const char *why) {
     nx_task_t t;
     if (nx_store_task_brief(self->store, task, &t) < 0)
         return;
     if (t.state == NX_TASK_RUNNING && t.attempts == attempt) {
-        nx_store_task_finish(self->store, task, attempt, NX_TASK_QUEUED, -1, NULL, 0, why,
-                             nx_now_ms());
-        int d = nx_company_dept(self->company, t.dept);
-        if (d >= 0)
-            q_push(&self->queues[d], t.priority, task);
-        event(self, "task.requeued", task, t.employee, t.dept, "queued", why);
+        retry_or_end(self, &t, attempt, "lost", -1, why, true, NX_TASK_DEAD, NULL, 0);
+        wake_waiters(self, task);
     }
     nx_task_clear(&t);
 }
@@ -426,6 +566,7 @@ static void emp_lost(ceo_t *self, emp_t *e, const char *why) { emp_gone(self, e,
 
 static void schedule(ceo_t *self) {
     int64_t now = nx_now_ms();
+    release_delayed(self);
     for (size_t d = 0; d < self->company->ndepts; d++) {
         dept_q_t *q = &self->queues[d];
         while (q->n > 0) {
@@ -465,6 +606,13 @@ static void schedule(ceo_t *self) {
             nx_msg_set_str(m, "dept", t.dept);
             nx_msg_set_bin(m, "input", t.input ? t.input : "", t.input_len);
             nx_msg_set_int(m, "priority", t.priority);
+            const nx_dept_conf_t *dc = &self->company->depts[d];
+            int64_t soft = t.soft_timeout_ms ? t.soft_timeout_ms : dc->soft_timeout_ms;
+            int64_t hard = t.hard_timeout_ms ? t.hard_timeout_ms : dc->hard_timeout_ms;
+            if (soft)
+                nx_msg_set_uint(m, "soft_timeout_ms", (uint64_t)soft);
+            if (hard)
+                nx_msg_set_uint(m, "hard_timeout_ms", (uint64_t)hard);
             nx_msg_set_to(m, e->name);
             reply(self, e->identity, &m);
             if (e->nheld == e->held_cap) {
@@ -504,6 +652,8 @@ static void on_submit(ceo_t *self, zframe_t *from, const nx_msg_t *m) {
     if (t.idem_key && !*t.idem_key)
         t.idem_key = NULL;
     t.created_ms = nx_now_ms();
+    t.soft_timeout_ms = (int64_t)nx_msg_uint(m, "soft_timeout_ms", 0);
+    t.hard_timeout_ms = (int64_t)nx_msg_uint(m, "hard_timeout_ms", 0);
     int64_t id;
     int rc = nx_store_task_insert(self->store, &t, &id);
     if (rc < 0) {
@@ -529,7 +679,10 @@ static void on_status(ceo_t *self, zframe_t *from, const nx_msg_t *m, bool wait)
         reply_error(self, from, m, "not_found", "no task %lld", (long long)id);
         return;
     }
-    if (wait && !nx_task_state_final(t.state)) {
+    if (wait && !nx_task_state_final(t.state) && zlistx_size(self->waiters) >= MAX_WAITERS)
+        reply_error(self, from, m, "busy", "too many clients are waiting (%d); try again",
+                    MAX_WAITERS);
+    else if (wait && !nx_task_state_final(t.state)) {
         waiter_t *w = calloc(1, sizeof *w);
         w->identity = zframe_dup(from);
         w->corr = nx_msg_id(m);
@@ -539,6 +692,10 @@ static void on_status(ceo_t *self, zframe_t *from, const nx_msg_t *m, bool wait)
         zlistx_add_end(self->waiters, w);
     } else {
         nx_msg_t *r = task_info(&t, true);
+        char *hist = NULL;
+        if (nx_store_task_history(self->store, id, &hist) == 0 && hist && *hist)
+            nx_msg_set_str(r, "history", hist);
+        free(hist);
         nx_msg_set_corr(r, nx_msg_id(m));
         reply(self, from, &r);
     }
@@ -654,6 +811,8 @@ static void on_ps(ceo_t *self, zframe_t *from, const nx_msg_t *m) {
         nx_msg_set_uint(r, "failed", e->failed);
         if (e->nheld)
             nx_msg_set_uint(r, "current", (uint64_t)e->held[0].task);
+        if (self->dept_notes[e->dept])
+            nx_msg_set_str(r, "note", self->dept_notes[e->dept]);
         reply(self, from, &r);
     }
     free(all);
@@ -731,29 +890,205 @@ static void on_result(ceo_t *self, emp_t *e, const nx_msg_t *m) {
         nx_warn("result for unknown task %lld ignored", (long long)id);
         return;
     }
-    if (nx_task_state_final(t.state) || attempt == 0 || attempt > t.attempts) {
+    bool ok = nx_msg_bool(m, "ok", false);
+    /* A success is accepted from any attempt while the task is not final;
+     * a failure only from the current running attempt (an older attempt's
+     * failure changes nothing: the task was already given another go). */
+    bool current = t.state == NX_TASK_RUNNING && attempt == t.attempts;
+    if (nx_task_state_final(t.state) || attempt == 0 || attempt > t.attempts || (!ok && !current)) {
+        self->stats.stale++;
         nx_info("stale result for task %lld attempt %u ignored (task is %s after %u attempt(s))",
                 (long long)id, attempt, nx_task_state_name(t.state), t.attempts);
         nx_task_clear(&t);
         return;
     }
-    bool ok = nx_msg_bool(m, "ok", false);
+    orphan_remove(self, id);
     size_t outlen;
     const void *out = nx_msg_bin(m, "output", &outlen);
     const char *error = nx_msg_str(m, "error");
-    nx_task_state_t st = ok ? NX_TASK_SUCCEEDED : NX_TASK_FAILED;
-    nx_store_task_finish(self->store, id, attempt, st, nx_msg_int(m, "exit_code", -1), out,
-                         outlen, ok ? NULL : (error ? error : "agent failed"), nx_now_ms());
+    if (ok) {
+        nx_store_task_finish(self->store, id, attempt, NX_TASK_SUCCEEDED,
+                             nx_msg_int(m, "exit_code", 0), out, outlen, NULL, nx_now_ms());
+        self->stats.succeeded++;
+        event(self, "task.succeeded", id, e ? e->name : nx_msg_from(m), t.dept, "succeeded",
+              NULL);
+    } else {
+        int d = nx_company_dept(self->company, t.dept);
+        bool retry = d >= 0 && self->company->depts[d].retry_on_failure;
+        free(t.employee);
+        t.employee = strdup(e ? e->name : nx_msg_from(m));
+        retry_or_end(self, &t, attempt, "failed", nx_msg_int(m, "exit_code", -1),
+                     error ? error : "agent failed", retry, NX_TASK_FAILED, out, outlen);
+    }
     if (e) {
         if (ok)
             e->done++;
         else
             e->failed++;
     }
-    event(self, ok ? "task.succeeded" : "task.failed", id, e ? e->name : nx_msg_from(m), t.dept,
-          nx_task_state_name(st), ok ? NULL : error);
     wake_waiters(self, id);
     nx_task_clear(&t);
+}
+
+/* Finds who holds a running task; NULL for none (or an orphan). */
+static emp_t *holder_of(ceo_t *self, int64_t task) {
+    for (emp_t *e = zhashx_first(self->emps); e; e = zhashx_next(self->emps))
+        for (size_t i = 0; i < e->nheld; i++)
+            if (e->held[i].task == task)
+                return e;
+    return NULL;
+}
+
+static void orphan_remove(ceo_t *self, int64_t task) {
+    for (size_t i = 0; i < self->norphans; i++)
+        if (self->orphans[i].task == task) {
+            self->orphans[i] = self->orphans[--self->norphans];
+            return;
+        }
+}
+
+static void reply_task(ceo_t *self, zframe_t *from, const nx_msg_t *m, int64_t id) {
+    nx_task_t t;
+    if (nx_store_task_get(self->store, id, &t) == 0) {
+        nx_msg_t *r = task_info(&t, true);
+        nx_msg_set_corr(r, nx_msg_id(m));
+        reply(self, from, &r);
+        nx_task_clear(&t);
+    }
+}
+
+static void on_cancel(ceo_t *self, zframe_t *from, const nx_msg_t *m) {
+    int64_t id = (int64_t)nx_msg_uint(m, "task", 0);
+    nx_task_t t;
+    if (nx_store_task_brief(self->store, id, &t) < 0) {
+        reply_error(self, from, m, "not_found", "no task %lld", (long long)id);
+        return;
+    }
+    if (nx_task_state_final(t.state)) {
+        reply_error(self, from, m, "already_final",
+                    "task %lld has already %s; only queued or running tasks can be cancelled",
+                    (long long)id, t.state == NX_TASK_SUCCEEDED ? "succeeded"
+                                   : t.state == NX_TASK_FAILED  ? "failed"
+                                   : t.state == NX_TASK_DEAD    ? "died"
+                                                                : "been cancelled");
+        nx_task_clear(&t);
+        return;
+    }
+    uint32_t running = t.state == NX_TASK_RUNNING ? t.attempts : 0;
+    nx_store_task_cancel(self->store, id, running, "cancelled by a client", nx_now_ms());
+    if (running) {
+        emp_t *e = holder_of(self, id);
+        if (e && e->state == EMP_ALIVE) {
+            nx_msg_t *c = nx_msg_new(NX_MSG_CANCEL);
+            nx_msg_set_uint(c, "task", (uint64_t)id);
+            nx_msg_set_uint(c, "attempt", running);
+            reply(self, e->identity, &c);
+        }
+        orphan_remove(self, id);
+    }
+    /* A queued one stays in its heap until popped, where its state makes
+     * the scheduler skip it. */
+    self->stats.cancelled++;
+    event(self, "task.cancelled", id, t.employee, t.dept, "cancelled",
+          running ? "its agent was killed" : "it never ran");
+    reply_task(self, from, m, id);
+    wake_waiters(self, id);
+    nx_task_clear(&t);
+}
+
+static void on_retry(ceo_t *self, zframe_t *from, const nx_msg_t *m) {
+    int64_t id = (int64_t)nx_msg_uint(m, "task", 0);
+    nx_task_t t;
+    if (nx_store_task_brief(self->store, id, &t) < 0) {
+        reply_error(self, from, m, "not_found", "no task %lld", (long long)id);
+        return;
+    }
+    int d = nx_company_dept(self->company, t.dept);
+    if (!nx_task_state_final(t.state) || t.state == NX_TASK_SUCCEEDED || d < 0) {
+        reply_error(self, from, m, "bad_state",
+                    "task %lld is %s; only dead, failed or cancelled tasks can be retried",
+                    (long long)id, nx_task_state_name(t.state));
+        nx_task_clear(&t);
+        return;
+    }
+    nx_store_task_retry(self->store, id, self->company->depts[d].max_attempts);
+    q_push(&self->queues[d], t.priority, id);
+    event(self, "task.retried", id, NULL, t.dept, "queued", "retried by a client");
+    reply_task(self, from, m, id);
+    nx_task_clear(&t);
+}
+
+/* An employee (re)registered with a task still running from before: adopt
+ * it, or tell the employee to stop when the task has moved on. */
+static void on_running(ceo_t *self, emp_t *e, const nx_msg_t *m) {
+    int64_t id = (int64_t)nx_msg_uint(m, "task", 0);
+    uint32_t attempt = (uint32_t)nx_msg_uint(m, "attempt", 0);
+    if (!e)
+        return;
+    for (size_t i = 0; i < self->norphans; i++)
+        if (self->orphans[i].task == id && self->orphans[i].attempt == attempt) {
+            self->orphans[i] = self->orphans[--self->norphans];
+            if (e->nheld == e->held_cap) {
+                e->held_cap = e->held_cap ? e->held_cap * 2 : 4;
+                e->held = realloc(e->held, e->held_cap * sizeof *e->held);
+            }
+            e->held[e->nheld++] = (held_t){id, attempt};
+            nx_info("task %lld attempt %u adopted: %s still runs it", (long long)id, attempt,
+                    e->name);
+            return;
+        }
+    for (size_t i = 0; i < e->nheld; i++)
+        if (e->held[i].task == id)
+            return; /* we know already */
+    nx_msg_t *c = nx_msg_new(NX_MSG_CANCEL);
+    nx_msg_set_uint(c, "task", (uint64_t)id);
+    nx_msg_set_uint(c, "attempt", attempt);
+    reply(self, e->identity, &c);
+    nx_info("task %lld attempt %u on %s has moved on; told it to stop", (long long)id, attempt,
+            e->name);
+}
+
+static void on_supervisor(ceo_t *self, const nx_msg_t *m) {
+    const char *dept = nx_msg_str(m, "dept");
+    int d = nx_company_dept(self->company, dept);
+    if (d < 0)
+        return;
+    const char *detail = nx_msg_str(m, "detail");
+    free(self->dept_notes[d]);
+    self->dept_notes[d] = NULL;
+    if (!strcmp(nx_msg_str(m, "state"), "gave_up")) {
+        self->dept_notes[d] = strdup(detail ? detail : "its supervisor gave up");
+        nx_error("department %s: %s", dept, self->dept_notes[d]);
+        event(self, "department.failed", 0, NULL, dept, "gave_up", detail);
+    }
+}
+
+static void on_stats(ceo_t *self, zframe_t *from, const nx_msg_t *m) {
+    nx_msg_t *r = nx_msg_new(NX_MSG_STATS_INFO);
+    nx_msg_set_corr(r, nx_msg_id(m));
+    stats_t *st = &self->stats;
+    nx_msg_set_uint(r, "messages", st->messages);
+    nx_msg_set_uint(r, "commits", st->commits);
+    nx_msg_set_uint(r, "submitted", st->submitted);
+    nx_msg_set_uint(r, "succeeded", st->succeeded);
+    nx_msg_set_uint(r, "failed", st->failed);
+    nx_msg_set_uint(r, "requeued", st->requeued);
+    nx_msg_set_uint(r, "stale_results", st->stale);
+    nx_msg_set_uint(r, "events", st->events);
+    nx_msg_set_uint(r, "cancelled", st->cancelled);
+    uint64_t queued = 0, running = self->norphans, alive = 0;
+    for (size_t d = 0; d < self->company->ndepts; d++)
+        queued += self->queues[d].n;
+    for (emp_t *e = zhashx_first(self->emps); e; e = zhashx_next(self->emps)) {
+        running += e->nheld;
+        alive += e->state == EMP_ALIVE;
+    }
+    nx_msg_set_uint(r, "queued", queued);
+    nx_msg_set_uint(r, "delayed", self->ndelayed);
+    nx_msg_set_uint(r, "running", running);
+    nx_msg_set_uint(r, "employees", alive);
+    nx_msg_set_uint(r, "uptime_ms", (uint64_t)(nx_mono_ms() - self->started_ms));
+    reply(self, from, &r);
 }
 
 static void on_node_hello(ceo_t *self, zframe_t *from, const char *key, const nx_msg_t *m) {
@@ -802,7 +1137,18 @@ static void handle(ceo_t *self, zframe_t *from, nx_msg_t *m) {
     if (n)
         n->last_heard_ms = nx_mono_ms();
     nx_msg_type_t type = nx_msg_type(m);
+    self->stats.messages++;
     switch (type) {
+    case NX_MSG_CANCEL: on_cancel(self, from, m); break;
+    case NX_MSG_RETRY: on_retry(self, from, m); break;
+    case NX_MSG_STATS: on_stats(self, from, m); break;
+    case NX_MSG_RUNNING:
+        if (e)
+            on_running(self, e, m);
+        else
+            reply_error(self, from, m, "not_registered", "say hello first");
+        break;
+    case NX_MSG_SUPERVISOR: on_supervisor(self, m); break;
     case NX_MSG_PING: {
         nx_msg_t *r = nx_msg_new(NX_MSG_PONG);
         nx_msg_set_corr(r, nx_msg_id(m));
@@ -812,8 +1158,10 @@ static void handle(ceo_t *self, zframe_t *from, nx_msg_t *m) {
     case NX_MSG_SUBMIT:
         if (self->shutting_down)
             reply_error(self, from, m, "shutting_down", "the company is shutting down");
-        else
+        else {
+            self->stats.submitted++;
             on_submit(self, from, m);
+        }
         break;
     case NX_MSG_STATUS: on_status(self, from, m, false); break;
     case NX_MSG_WAIT: on_status(self, from, m, true); break;
@@ -893,6 +1241,16 @@ static int on_router(zloop_t *loop, zsock_t *sock, void *arg) {
     return self->shutting_down && zhashx_size(self->nodes) == 0 ? -1 : 0;
 }
 
+/* Releases tasks whose back-off is over (50 ms granularity). */
+static int on_backoff_tick(zloop_t *loop, int timer_id, void *arg) {
+    ceo_t *self = arg;
+    if (self->ndelayed && self->delayed[0].run_after_ms <= nx_now_ms()) {
+        txn_begin(self);
+        txn_end(self); /* txn_end schedules, which releases */
+    }
+    return 0;
+}
+
 static int on_tick(zloop_t *loop, int timer_id, void *arg) {
     ceo_t *self = arg;
     int64_t now = nx_mono_ms();
@@ -909,6 +1267,18 @@ static int on_tick(zloop_t *loop, int timer_id, void *arg) {
         }
         nx_msg_t *hb = nx_msg_new(NX_MSG_HEARTBEAT);
         reply(self, e->identity, &hb);
+    }
+    for (size_t i = 0; i < self->norphans;) {
+        if (now < self->orphans[i].deadline_ms) {
+            i++;
+            continue;
+        }
+        orphan_t o = self->orphans[i];
+        self->orphans[i] = self->orphans[--self->norphans];
+        nx_warn("task %lld attempt %u: its lease lapsed (no employee reported it after the CEO "
+                "restarted)",
+                (long long)o.task, o.attempt);
+        requeue(self, o.task, o.attempt, "lease lapsed: no employee reported it after a CEO restart");
     }
     zlistx_t *gone = zlistx_new();
     for (node_t *n = zhashx_first(self->nodes); n; n = zhashx_next(self->nodes)) {
@@ -943,19 +1313,24 @@ static int on_tick(zloop_t *loop, int timer_id, void *arg) {
     return 0;
 }
 
-static int load_queues(ceo_t *self) {
-    int n = nx_store_requeue_running(self->store, "the CEO restarted while it ran", nx_now_ms());
-    if (n < 0)
-        return n;
-    if (n > 0)
-        nx_info("%d task(s) that were running when the CEO stopped are queued again", n);
-    return 0;
-}
-
 typedef struct {
     ceo_t *self;
     size_t count;
 } load_ctx_t;
+
+/* A task the previous CEO left running: its employee may still be at it,
+ * so it gets a lease of two liveness periods to say so (RUNNING) before it
+ * is queued again. */
+static int load_running(const nx_task_t *t, void *arg) {
+    load_ctx_t *c = arg;
+    ceo_t *self = c->self;
+    self->orphans = realloc(self->orphans, (self->norphans + 1) * sizeof *self->orphans);
+    self->orphans[self->norphans++] =
+        (orphan_t){t->id, t->attempts,
+                   nx_mono_ms() + 2 * self->company->heartbeat_ms * (int64_t)self->company->liveness};
+    c->count++;
+    return 0;
+}
 
 static int load_one(const nx_task_t *t, void *arg) {
     load_ctx_t *c = arg;
@@ -966,7 +1341,7 @@ static int load_one(const nx_task_t *t, void *arg) {
                 (long long)t->id, t->dept);
         return 0;
     }
-    q_push(&c->self->queues[d], t->priority, t->id);
+    enqueue(c->self, (size_t)d, t->priority, t->id, t->run_after_ms);
     c->count++;
     return 0;
 }
@@ -1003,14 +1378,13 @@ int nx_ceo_run(const nx_ceo_opts_t *opts) {
     zlistx_set_destructor(self->outbox, out_destroy);
 
     int64_t t0 = nx_mono_ms();
-    if (nx_store_begin(self->store) < 0 || load_queues(self) < 0) {
-        nx_error("ledger: cannot recover: %s", nx_store_errmsg(self->store));
-        rc = 1;
-        goto out;
-    }
-    load_ctx_t lc = {self, 0};
+    self->started_ms = t0;
+    self->rng = (unsigned)(nx_now_ms() ^ getpid());
+    self->dept_notes = calloc(self->company->ndepts, sizeof *self->dept_notes);
+    load_ctx_t lc = {self, 0}, rc_ = {self, 0};
     if (nx_store_task_foreach(self->store, NX_TASK_QUEUED, NULL, 0, 0, false, load_one, &lc) < 0 ||
-        nx_store_commit(self->store) < 0) {
+        nx_store_task_foreach(self->store, NX_TASK_RUNNING, NULL, 0, 0, false, load_running,
+                              &rc_) < 0) {
         nx_error("ledger: cannot load the queue: %s", nx_store_errmsg(self->store));
         rc = 1;
         goto out;
@@ -1045,13 +1419,15 @@ int nx_ceo_run(const nx_ceo_opts_t *opts) {
         rc = 2;
         goto out;
     }
-    nx_info("CEO of '%s' serving on %s (events on %s); %zu queued task(s) recovered in %lld ms",
-            self->company->name, self->home.ceo, self->home.events, lc.count,
+    nx_info("CEO of '%s' serving on %s (events on %s); recovered %zu queued and %zu running "
+            "task(s) in %lld ms",
+            self->company->name, self->home.ceo, self->home.events, lc.count, rc_.count,
             (long long)(nx_mono_ms() - t0));
     self->loop = zloop_new();
     nx_signals_watch(self->loop, opts->sigfd);
     zloop_reader(self->loop, self->router, on_router, self);
     zloop_timer(self->loop, (size_t)self->company->heartbeat_ms, 0, on_tick, self);
+    zloop_timer(self->loop, 50, 0, on_backoff_tick, self);
     signal(SIGPIPE, SIG_IGN);
     zloop_start(self->loop);
     if (self->in_txn)
@@ -1060,7 +1436,9 @@ int nx_ceo_run(const nx_ceo_opts_t *opts) {
         unlink(self->home.ceo + 6);
     if (strncmp(self->home.events, "ipc://", 6) == 0)
         unlink(self->home.events + 6);
-    nx_info("CEO stopped");
+    nx_info("CEO stopped: %llu message(s) in %llu commit(s), %llu task(s) submitted",
+            (unsigned long long)self->stats.messages, (unsigned long long)self->stats.commits,
+            (unsigned long long)self->stats.submitted);
     rc = self->exit_code;
 out:
     zloop_destroy(&self->loop);
@@ -1077,6 +1455,12 @@ out:
             free(self->queues[i].emps);
         }
     free(self->queues);
+    free(self->delayed);
+    free(self->orphans);
+    if (self->dept_notes)
+        for (size_t i = 0; i < self->company->ndepts; i++)
+            free(self->dept_notes[i]);
+    free(self->dept_notes);
     nx_store_destroy(&self->store);
     nx_company_destroy(&self->company);
     return rc;

@@ -167,6 +167,17 @@ static json_t *task_json(const nx_msg_t *m) {
     json_object_set_new(o, "started_ms", json_integer((json_int_t)nx_msg_uint(m, "started_ms", 0)));
     json_object_set_new(o, "finished_ms",
                         json_integer((json_int_t)nx_msg_uint(m, "finished_ms", 0)));
+    if (nx_msg_has(m, "run_after_ms"))
+        json_object_set_new(o, "run_after_ms",
+                            json_integer((json_int_t)nx_msg_uint(m, "run_after_ms", 0)));
+    if (nx_msg_str(m, "history")) {
+        json_t *h = json_array();
+        char *copy = strdup(nx_msg_str(m, "history")), *save = NULL;
+        for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+            json_array_append_new(h, json_bytes(line, strlen(line)));
+        free(copy);
+        json_object_set_new(o, "history", h);
+    }
     return o;
 }
 
@@ -192,8 +203,22 @@ static void print_task(const nx_msg_t *m) {
     if (nx_msg_has(m, "exit_code"))
         printf(", exit %lld", (long long)nx_msg_int(m, "exit_code", 0));
     putchar('\n');
+    if (nx_msg_has(m, "run_after_ms")) {
+        int64_t in = (int64_t)nx_msg_uint(m, "run_after_ms", 0) - nx_now_ms();
+        printf("retry:  in %lld ms\n", (long long)(in > 0 ? in : 0));
+    }
     if (nx_msg_str(m, "error"))
         printf("error:  %s\n", nx_msg_str(m, "error"));
+    if (nx_msg_str(m, "history")) {
+        const char *h = nx_msg_str(m, "history");
+        printf("history:\n");
+        while (*h) {
+            const char *nl = strchr(h, '\n');
+            int n = nl ? (int)(nl - h) : (int)strlen(h);
+            printf("  %.*s\n", n, h);
+            h += n + (nl ? 1 : 0);
+        }
+    }
     size_t len;
     const char *out = nx_msg_bin(m, "output", &len);
     if (out && len) {
@@ -256,6 +281,7 @@ typedef struct {
     int64_t priority;
     const char *idem_key;
     uint64_t max_attempts;
+    int64_t soft_ms, hard_ms;
 } submit_opts_t;
 
 static nx_msg_t *submit_msg(const submit_opts_t *o, const char *input, size_t len,
@@ -269,6 +295,10 @@ static nx_msg_t *submit_msg(const submit_opts_t *o, const char *input, size_t le
         nx_msg_set_str(m, "idem_key", key);
     if (o->max_attempts)
         nx_msg_set_uint(m, "max_attempts", o->max_attempts);
+    if (o->soft_ms)
+        nx_msg_set_uint(m, "soft_timeout_ms", (uint64_t)o->soft_ms);
+    if (o->hard_ms)
+        nx_msg_set_uint(m, "hard_timeout_ms", (uint64_t)o->hard_ms);
     return m;
 }
 
@@ -326,6 +356,8 @@ static int cmd_submit(cli_t *c, int argc, char **argv) {
                                          {"idempotency-key", required_argument, 0, 'k'},
                                          {"max-attempts", required_argument, 0, 'a'},
                                          {"lines", no_argument, 0, 'l'},
+                                         {"soft-timeout", required_argument, 0, 's'},
+                                         {"hard-timeout", required_argument, 0, 'h'},
                                          COMMON_OPTS,
                                          {0, 0, 0, 0}};
     submit_opts_t o = {0};
@@ -347,6 +379,14 @@ static int cmd_submit(cli_t *c, int argc, char **argv) {
         case 'k': o.idem_key = optarg; break;
         case 'a': o.max_attempts = strtoull(optarg, NULL, 10); break;
         case 'l': lines = true; break;
+        case 's':
+        case 'h':
+            if (nx_parse_duration(optarg, opt == 's' ? &o.soft_ms : &o.hard_ms) < 0) {
+                die_msg(c, "--%s-timeout: '%s' is not a duration (like 30s, 10m)",
+                        opt == 's' ? "soft" : "hard", optarg);
+                return NX_EXIT_USAGE;
+            }
+            break;
         default:
             if (!common_opt(c, opt))
                 return NX_EXIT_USAGE;
@@ -463,6 +503,80 @@ static int cmd_status_wait(cli_t *c, int argc, char **argv, bool wait) {
         const char *state = nx_msg_str(r, "state");
         if (wait && strcmp(state, "succeeded") != 0)
             rc = NX_EXIT_FAIL;
+    }
+    nx_msg_destroy(&m);
+    nx_msg_destroy(&r);
+    nx_client_destroy(&cl);
+    return rc;
+}
+
+/* cancel and retry: one task id in, the task after the change out. */
+static int cmd_task_verb(cli_t *c, int argc, char **argv, nx_msg_type_t type) {
+    static const struct option opts[] = {COMMON_OPTS, {0, 0, 0, 0}};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1)
+        if (!common_opt(c, opt))
+            return NX_EXIT_USAGE;
+    uint64_t id;
+    if (optind >= argc) {
+        die_msg(c, "which task? give its id");
+        return NX_EXIT_USAGE;
+    }
+    int rc = parse_task_id(c, argv[optind], &id);
+    if (rc == 0)
+        rc = setup(c, false, false);
+    nx_client_t *cl = NULL;
+    if (rc == 0)
+        rc = connect_ceo(c, &cl);
+    if (rc)
+        return rc;
+    nx_msg_t *m = nx_msg_new(type), *r = NULL;
+    nx_msg_set_uint(m, "task", id);
+    int crc = nx_client_call(cl, m, CALL_TIMEOUT_MS, &r);
+    if (crc < 0)
+        rc = call_failed(c, crc, r);
+    else if (c->json)
+        print_json(task_json(r));
+    else
+        print_task(r);
+    nx_msg_destroy(&m);
+    nx_msg_destroy(&r);
+    nx_client_destroy(&cl);
+    return rc;
+}
+
+static int cmd_stats(cli_t *c, int argc, char **argv) {
+    static const struct option opts[] = {COMMON_OPTS, {0, 0, 0, 0}};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1)
+        if (!common_opt(c, opt))
+            return NX_EXIT_USAGE;
+    int rc = setup(c, false, false);
+    nx_client_t *cl = NULL;
+    if (rc == 0)
+        rc = connect_ceo(c, &cl);
+    if (rc)
+        return rc;
+    nx_msg_t *m = nx_msg_new(NX_MSG_STATS), *r = NULL;
+    int crc = nx_client_call(cl, m, CALL_TIMEOUT_MS, &r);
+    if (crc < 0)
+        rc = call_failed(c, crc, r);
+    else {
+        static const char *const keys[] = {"messages", "commits", "submitted", "succeeded",
+                                           "failed", "cancelled", "requeued", "stale_results",
+                                           "events", "queued", "delayed", "running",
+                                           "employees", "uptime_ms"};
+        json_t *o = json_object();
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+            if (c->json)
+                json_object_set_new(o, keys[i], json_integer((json_int_t)nx_msg_uint(r, keys[i], 0)));
+            else
+                printf("%-14s %llu\n", keys[i], (unsigned long long)nx_msg_uint(r, keys[i], 0));
+        }
+        if (c->json)
+            print_json(o);
+        else
+            json_decref(o);
     }
     nx_msg_destroy(&m);
     nx_msg_destroy(&r);
@@ -617,6 +731,8 @@ static int cmd_ps(cli_t *c, int argc, char **argv) {
             json_object_set_new(o, "busy", json_integer((json_int_t)nx_msg_uint(r, "busy", 0)));
             json_object_set_new(o, "done", json_integer((json_int_t)nx_msg_uint(r, "done", 0)));
             json_object_set_new(o, "failed", json_integer((json_int_t)nx_msg_uint(r, "failed", 0)));
+            if (nx_msg_str(r, "note"))
+                json_object_set_new(o, "note", json_string(nx_msg_str(r, "note")));
             json_object_set_new(o, "current", nx_msg_has(r, "current")
                                                   ? json_integer((json_int_t)nx_msg_uint(r, "current", 0))
                                                   : json_null());
@@ -625,11 +741,13 @@ static int cmd_ps(cli_t *c, int argc, char **argv) {
             char cur[32] = "-";
             if (nx_msg_has(r, "current"))
                 snprintf(cur, sizeof cur, "%llu", (unsigned long long)nx_msg_uint(r, "current", 0));
-            printf("%-20s %-14s %-6s %-8llu %-6llu %-6llu %s\n", nx_msg_str(r, "name"),
+            printf("%-20s %-14s %-6s %-8llu %-6llu %-6llu %s%s%s\n", nx_msg_str(r, "name"),
                    nx_msg_str(r, "dept"), nx_msg_str(r, "state"),
                    (unsigned long long)nx_msg_uint(r, "pid", 0),
                    (unsigned long long)nx_msg_uint(r, "done", 0),
-                   (unsigned long long)nx_msg_uint(r, "failed", 0), cur);
+                   (unsigned long long)nx_msg_uint(r, "failed", 0), cur,
+                   nx_msg_str(r, "note") ? "  ! department: " : "",
+                   nx_msg_str(r, "note") ? nx_msg_str(r, "note") : "");
         }
         nx_msg_destroy(&r);
     }
@@ -1090,10 +1208,14 @@ static void usage(FILE *f) {
           "Give it work and watch:\n"
           "  submit --dept D TEXT       submit a task; prints its id once it is durable\n"
           "         [--input-file F|-] [--priority N] [--idempotency-key K] [--lines]\n"
+          "         [--max-attempts N] [--soft-timeout 10m] [--hard-timeout 11m]\n"
           "  status ID                  a task's state and result\n"
           "  wait ID [--timeout 30s]    wait until a task is finished\n"
           "  tasks [--state S] [--dept D] [--limit N]\n"
+          "  cancel ID                  cancel a queued or running task\n"
+          "  retry ID                   put a dead, failed or cancelled task back\n"
           "  ps                         the employees: state, pid, tasks done\n"
+          "  stats                      the CEO's counters: messages, commits, queues\n"
           "  events [--follow] [--topic task.] [--limit N]\n"
           "\n"
           "Common options: --company FILE, --home DIR (default: .nexus beside the company\n"
@@ -1142,6 +1264,12 @@ int nx_cli_main(int argc, char **argv) {
         rc = cmd_tasks(&c, sub_argc, sub_argv);
     else if (!strcmp(verb, "ps"))
         rc = cmd_ps(&c, sub_argc, sub_argv);
+    else if (!strcmp(verb, "cancel"))
+        rc = cmd_task_verb(&c, sub_argc, sub_argv, NX_MSG_CANCEL);
+    else if (!strcmp(verb, "retry"))
+        rc = cmd_task_verb(&c, sub_argc, sub_argv, NX_MSG_RETRY);
+    else if (!strcmp(verb, "stats"))
+        rc = cmd_stats(&c, sub_argc, sub_argv);
     else if (!strcmp(verb, "events"))
         rc = cmd_events(&c, sub_argc, sub_argv);
     else if (!strcmp(verb, "up"))

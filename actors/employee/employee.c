@@ -42,6 +42,11 @@ typedef struct {
     size_t err_len;
     bool flooded;            /* output cap hit; the agent was killed */
     int64_t started_ms;      /* monotonic */
+    int soft_timer, hard_timer; /* zloop timer ids, -1 = none */
+    int64_t soft_ms, hard_ms;   /* the limits, for messages */
+    const char *limit;       /* "soft" or "hard" once a time limit fired */
+    bool cancelled;          /* the CEO cancelled the task */
+    int sim_timer;           /* in-process sim: the work timer, -1 = none */
 } slot_t;
 
 typedef struct {
@@ -129,10 +134,19 @@ static void poller_end(employee_t *self, int *fd) {
 static employee_t *s_self; /* handlers get the slot; the slot needs its employee */
 
 static void slot_reset(slot_t *s) {
+    if (s_self && s_self->loop) {
+        if (s->soft_timer >= 0)
+            zloop_timer_end(s_self->loop, s->soft_timer);
+        if (s->hard_timer >= 0)
+            zloop_timer_end(s_self->loop, s->hard_timer);
+        if (s->sim_timer >= 0)
+            zloop_timer_end(s_self->loop, s->sim_timer);
+    }
     free(s->input);
     free(s->out);
     memset(s, 0, sizeof *s);
     s->child.pidfd = s->child.stdin_fd = s->child.stdout_fd = s->child.stderr_fd = -1;
+    s->soft_timer = s->hard_timer = s->sim_timer = -1;
 }
 
 static void send_result(employee_t *self, slot_t *s, bool ok, int exit_code, int sig,
@@ -279,8 +293,18 @@ static int on_exit_fd(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
     int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     char tail[256], error[512];
     stderr_summary(s, tail, sizeof tail);
-    bool ok = !s->flooded && code == 0;
-    if (s->flooded)
+    bool ok = !s->flooded && !s->limit && !s->cancelled && code == 0;
+    if (s->cancelled)
+        snprintf(error, sizeof error, "cancelled: the agent was killed");
+    else if (s->limit && !strcmp(s->limit, "soft"))
+        snprintf(error, sizeof error,
+                 "soft time limit (%lld ms) exceeded: the agent was sent SIGTERM and %s",
+                 (long long)s->soft_ms,
+                 sig ? "died of it" : code == 0 ? "exited 0 too late" : "exited");
+    else if (s->limit)
+        snprintf(error, sizeof error, "hard time limit (%lld ms) exceeded: the agent was killed",
+                 (long long)s->hard_ms);
+    else if (s->flooded)
         snprintf(error, sizeof error,
                  "agent output exceeded max_output (%llu bytes); the agent was killed",
                  (unsigned long long)self->dept->agent.max_output);
@@ -299,12 +323,75 @@ static int on_exit_fd(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
     return 0;
 }
 
+static int on_soft_limit(zloop_t *loop, int timer_id, void *arg) {
+    slot_t *s = arg;
+    s->soft_timer = -1;
+    if (s->used && !s->limit) {
+        nx_warn("task %lld: soft time limit (%lld ms) reached; sending SIGTERM",
+                (long long)s->task, (long long)s->soft_ms);
+        s->limit = "soft";
+        nx_sandbox_kill(&s->child, SIGTERM);
+    }
+    return 0;
+}
+
+static int on_hard_limit(zloop_t *loop, int timer_id, void *arg) {
+    slot_t *s = arg;
+    s->hard_timer = -1;
+    if (s->used) {
+        nx_warn("task %lld: hard time limit (%lld ms) reached; killing the agent",
+                (long long)s->task, (long long)s->hard_ms);
+        s->limit = "hard";
+        nx_sandbox_kill(&s->child, SIGKILL);
+    }
+    return 0;
+}
+
+/* The in-process sim finished its work time. */
+static int on_sim_done(zloop_t *loop, int timer_id, void *arg) {
+    slot_t *s = arg;
+    employee_t *self = s_self;
+    s->sim_timer = -1;
+    const nx_agent_conf_t *a = &self->dept->agent;
+    if (nx_agent_sim_fails(a->seed, s->input, s->input_len, s->attempt, a->fail_rate)) {
+        send_result(self, s, false, 1, 0, "sim: simulated failure");
+    } else {
+        const char *prefix = a->output_prefix ? a->output_prefix : "done: ";
+        size_t plen = strlen(prefix);
+        s->out = malloc(plen + s->input_len + 1);
+        if (s->out) {
+            memcpy(s->out, prefix, plen);
+            memcpy(s->out + plen, s->input, s->input_len);
+            s->out_len = plen + s->input_len;
+        }
+        send_result(self, s, s->out != NULL, 0, 0, s->out ? NULL : "out of memory");
+    }
+    slot_reset(s);
+    return 0;
+}
+
+static void on_cancel(employee_t *self, const nx_msg_t *m) {
+    int64_t task = (int64_t)nx_msg_uint(m, "task", 0);
+    for (uint32_t i = 0; i < self->nslots; i++) {
+        slot_t *s = &self->slots[i];
+        if (!s->used || s->task != task)
+            continue;
+        nx_info("task %lld attempt %u cancelled by the CEO", (long long)task, s->attempt);
+        s->cancelled = true;
+        if (s->sim_timer >= 0) {
+            send_result(self, s, false, -1, 0, "cancelled");
+            slot_reset(s);
+        } else
+            nx_sandbox_kill(&s->child, SIGKILL);
+    }
+}
+
 static void start_task(employee_t *self, const nx_msg_t *m) {
     slot_t *s = NULL;
     for (uint32_t i = 0; i < self->nslots && !s; i++)
         if (!self->slots[i].used)
             s = &self->slots[i];
-    slot_t overflow = {0};
+    slot_t overflow = {.soft_timer = -1, .hard_timer = -1, .sim_timer = -1};
     if (!s) {
         /* The CEO sent more than our credit: refuse this one loudly. */
         slot_reset(&overflow);
@@ -325,6 +412,15 @@ static void start_task(employee_t *self, const nx_msg_t *m) {
     if (s->input && len)
         memcpy(s->input, in, len);
     s->input_len = s->input ? len : 0;
+    s->soft_ms = (int64_t)nx_msg_uint(m, "soft_timeout_ms", 0);
+    s->hard_ms = (int64_t)nx_msg_uint(m, "hard_timeout_ms", 0);
+    const nx_agent_conf_t *a = &self->dept->agent;
+    if (a->kind == NX_AGENT_SIM && a->inprocess) {
+        int64_t work = nx_agent_sim_work_ms(a->seed, a->work_ms, a->jitter_ms, s->input,
+                                            s->input_len, s->attempt);
+        s->sim_timer = zloop_timer(self->loop, (size_t)(work > 0 ? work : 1), 1, on_sim_done, s);
+        return;
+    }
 
     char **argv = NULL;
     char err[512];
@@ -356,6 +452,10 @@ static void start_task(employee_t *self, const nx_msg_t *m) {
     poller_add(self, s->child.stdout_fd, ZMQ_POLLIN, on_stdout, s);
     poller_add(self, s->child.stderr_fd, ZMQ_POLLIN, on_stderr, s);
     poller_add(self, s->child.stdin_fd, ZMQ_POLLOUT, on_stdin, s);
+    if (s->soft_ms > 0)
+        s->soft_timer = zloop_timer(self->loop, (size_t)s->soft_ms, 1, on_soft_limit, s);
+    if (s->hard_ms > 0)
+        s->hard_timer = zloop_timer(self->loop, (size_t)s->hard_ms, 1, on_hard_limit, s);
 }
 
 static int on_dealer(zloop_t *loop, zsock_t *sock, void *arg) {
@@ -372,7 +472,20 @@ static int on_dealer(zloop_t *loop, zsock_t *sock, void *arg) {
         }
         self->last_heard_ms = nx_mono_ms();
         switch (nx_msg_type(m)) {
-        case NX_MSG_WELCOME: nx_info("registered with the CEO at %s", self->home.ceo); break;
+        case NX_MSG_WELCOME:
+            nx_info("registered with the CEO at %s", self->home.ceo);
+            /* Tasks still running from before a CEO restart: report them so
+             * that the CEO adopts them instead of letting their lease lapse. */
+            for (uint32_t k = 0; k < self->nslots; k++)
+                if (self->slots[k].used) {
+                    nx_msg_t *r = nx_msg_new(NX_MSG_RUNNING);
+                    nx_msg_set_uint(r, "task", (uint64_t)self->slots[k].task);
+                    nx_msg_set_uint(r, "attempt", self->slots[k].attempt);
+                    send_msg(self, r);
+                    nx_msg_destroy(&r);
+                }
+            break;
+        case NX_MSG_CANCEL: on_cancel(self, m); break;
         case NX_MSG_HEARTBEAT: break;
         case NX_MSG_TASK: start_task(self, m); break;
         case NX_MSG_STOP:

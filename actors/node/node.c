@@ -1,8 +1,20 @@
-/*  node.c - the node actor: spawns and restarts employees.
+/*  node.c - the node actor: an OTP-style supervisor of the employees on
+ *  this host.
  *
- *  Child state:   (none) ──spawn──> running ──exit──> waiting ──delay──> spawn
- *  The restart delay doubles from 100 ms up to 5 s while an employee keeps
- *  dying within 10 s of its start, and resets once it has lived longer. */
+ *  Each department is a supervision group with a strategy, an intensity
+ *  and a period; each employee has a restart type:
+ *
+ *      child exits ──> restart wanted? (permanent: always; transient: only
+ *           │           after an abnormal exit; temporary: never)
+ *           └─yes──> more than `intensity` restarts within `period`?
+ *                      ├─yes──> give up: stop the department, tell the CEO
+ *                      └─no───> one_for_one:  restart the child
+ *                               one_for_all:  stop the others, restart all
+ *                               rest_for_one: stop the later ones, restart
+ *                                             the child and those
+ *
+ *  Stopping is always SIGTERM, then SIGKILL after the department's shutdown
+ *  grace, in reverse start order, as OTP does. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -17,32 +29,35 @@
 #include "nx_node.h"
 #include "nx_runtime.h"
 
-#define GRACE_MS 5000
-
 typedef struct {
-    const char *name;       /* borrowed from the company */
-    pid_t pid;              /* 0 when not running */
-    int64_t started_ms;     /* monotonic */
-    int64_t restart_at_ms;  /* monotonic; 0 = no restart pending */
-    int64_t delay_ms;       /* next restart delay */
+    const char *name;      /* borrowed from the company */
+    size_t dept;           /* its supervision group */
+    nx_restart_t restart;  /* its restart type */
+    pid_t pid;             /* 0 when not running */
+    bool finished;         /* ended and not to be restarted */
     uint64_t restarts;
 } child_t;
+
+typedef struct {
+    int64_t *restarts;     /* monotonic times of recent restarts, oldest first */
+    size_t n;
+    bool gave_up;          /* intensity exceeded: nothing here runs any more */
+} group_t;
 
 typedef struct {
     nx_company_t *company;
     nx_home_t home;
     const char *exe;
-    const char *company_path;
-    const char *home_arg;
     char name[NX_PROTO_MAX_NAME + 1];
-    child_t *children;
+    child_t *children;     /* in start order (the company file's order) */
     size_t nchildren;
+    group_t *groups;       /* one per department */
     zsock_t *dealer;
     zloop_t *loop;
     bool stopping;
 } node_t;
 
-static pid_t spawn_employee(node_t *self, child_t *c) {
+static void spawn_employee(node_t *self, child_t *c) {
     char logpath[700];
     snprintf(logpath, sizeof logpath, "%s/%s.log", self->home.logs, c->name);
     int logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -60,17 +75,8 @@ static pid_t spawn_employee(node_t *self, child_t *c) {
         int devnull = open("/dev/null", O_RDONLY);
         if (devnull >= 0)
             dup2(devnull, 0);
-        char *argv[12];
-        int n = 0;
-        argv[n++] = (char *)self->exe;
-        argv[n++] = "employee";
-        argv[n++] = "--name";
-        argv[n++] = (char *)c->name;
-        argv[n++] = "--company";
-        argv[n++] = (char *)self->company_path;
-        argv[n++] = "--home";
-        argv[n++] = self->home.dir;
-        argv[n] = NULL;
+        char *argv[] = {(char *)self->exe, "employee", "--name", (char *)c->name, "--company",
+                        self->company->path, "--home", self->home.dir, NULL};
         execv(self->exe, argv);
         _exit(127);
     }
@@ -78,25 +84,146 @@ static pid_t spawn_employee(node_t *self, child_t *c) {
         close(logfd);
     if (pid < 0) {
         nx_error("cannot start employee %s: %s", c->name, strerror(errno));
-        return -1;
+        return;
     }
     c->pid = pid;
-    c->started_ms = nx_mono_ms();
-    c->restart_at_ms = 0;
     nx_info("started employee %s (pid %d)", c->name, (int)pid);
-    return pid;
 }
 
-static void send_node(node_t *self, nx_msg_type_t type) {
-    nx_msg_t *m = nx_msg_new(type);
+/* SIGTERM, then SIGKILL after the grace period; waits for the exit. */
+static void stop_child(node_t *self, child_t *c) {
+    if (!c->pid)
+        return;
+    int64_t grace = self->company->depts[c->dept].shutdown_ms;
+    kill(c->pid, SIGTERM);
+    int64_t deadline = nx_mono_ms() + grace;
+    while (nx_mono_ms() < deadline) {
+        if (waitpid(c->pid, NULL, WNOHANG) == c->pid) {
+            c->pid = 0;
+            return;
+        }
+        usleep(5000);
+    }
+    nx_warn("employee %s did not stop within %lld ms; killing it", c->name, (long long)grace);
+    kill(c->pid, SIGKILL);
+    waitpid(c->pid, NULL, 0);
+    c->pid = 0;
+}
+
+static void send_node(node_t *self, nx_msg_t *m) {
     nx_msg_set_id(m, nx_wire_next_id());
     nx_msg_set_from(m, self->name);
-    if (type == NX_MSG_NODE_HELLO) {
-        nx_msg_set_str(m, "name", self->name);
-        nx_msg_set_uint(m, "pid", (uint64_t)getpid());
-    }
     nx_wire_send(self->dealer, NULL, m, true);
+}
+
+static void send_hello(node_t *self) {
+    nx_msg_t *m = nx_msg_new(NX_MSG_NODE_HELLO);
+    nx_msg_set_str(m, "name", self->name);
+    nx_msg_set_uint(m, "pid", (uint64_t)getpid());
+    send_node(self, m);
     nx_msg_destroy(&m);
+    /* A new CEO must learn which departments this node gave up on. */
+    for (size_t d = 0; d < self->company->ndepts; d++)
+        if (self->groups[d].gave_up) {
+            nx_msg_t *s = nx_msg_new(NX_MSG_SUPERVISOR);
+            nx_msg_set_str(s, "dept", self->company->depts[d].name);
+            nx_msg_set_str(s, "state", "gave_up");
+            nx_msg_set_str(s, "detail", "restart intensity exceeded; its employees are stopped");
+            send_node(self, s);
+            nx_msg_destroy(&s);
+        }
+}
+
+/* Counts a restart in the group's window; true when it exceeds intensity. */
+static bool intensity_exceeded(node_t *self, size_t d) {
+    const nx_dept_conf_t *dc = &self->company->depts[d];
+    group_t *g = &self->groups[d];
+    int64_t now = nx_mono_ms();
+    size_t keep = 0;
+    for (size_t i = 0; i < g->n; i++)
+        if (now - g->restarts[i] < dc->period_ms)
+            g->restarts[keep++] = g->restarts[i];
+    g->n = keep;
+    g->restarts = realloc(g->restarts, (g->n + 1) * sizeof *g->restarts);
+    g->restarts[g->n++] = now;
+    return g->n > dc->intensity;
+}
+
+static void give_up(node_t *self, size_t d) {
+    const nx_dept_conf_t *dc = &self->company->depts[d];
+    char detail[256];
+    snprintf(detail, sizeof detail,
+             "more than %u restart(s) within %lld ms; supervisor gave up and stopped the "
+             "department's employees",
+             dc->intensity, (long long)dc->period_ms);
+    nx_error("department %s: %s", dc->name, detail);
+    self->groups[d].gave_up = true;
+    for (size_t i = self->nchildren; i-- > 0;)
+        if (self->children[i].dept == d)
+            stop_child(self, &self->children[i]);
+    nx_msg_t *m = nx_msg_new(NX_MSG_SUPERVISOR);
+    nx_msg_set_str(m, "dept", dc->name);
+    nx_msg_set_str(m, "state", "gave_up");
+    nx_msg_set_str(m, "detail", detail);
+    send_node(self, m);
+    nx_msg_destroy(&m);
+}
+
+/* Applies the department's strategy after child `idx` died. */
+static void restart_after(node_t *self, size_t idx) {
+    child_t *dead = &self->children[idx];
+    size_t d = dead->dept;
+    nx_strategy_t strategy = self->company->depts[d].strategy;
+    /* Which siblings go down with it: none, all, or those started later. */
+    for (size_t i = self->nchildren; i-- > 0;) {
+        child_t *c = &self->children[i];
+        if (c->dept != d || i == idx || !c->pid)
+            continue;
+        if (strategy == NX_ONE_FOR_ALL || (strategy == NX_REST_FOR_ONE && i > idx)) {
+            nx_info("%s: stopping %s (%s)", self->company->depts[d].name, c->name,
+                    nx_strategy_name(strategy));
+            stop_child(self, c);
+        }
+    }
+    for (size_t i = 0; i < self->nchildren; i++) {
+        child_t *c = &self->children[i];
+        if (c->dept != d || c->pid || c->finished)
+            continue;
+        bool mine = i == idx || strategy == NX_ONE_FOR_ALL ||
+                    (strategy == NX_REST_FOR_ONE && i > idx);
+        if (mine) {
+            c->restarts++;
+            spawn_employee(self, c);
+        }
+    }
+}
+
+static void child_exited(node_t *self, child_t *c, int status) {
+    size_t idx = (size_t)(c - self->children);
+    c->pid = 0;
+    bool normal = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    char how[64];
+    if (WIFSIGNALED(status))
+        snprintf(how, sizeof how, "was killed by signal %d", WTERMSIG(status));
+    else
+        snprintf(how, sizeof how, "exited with status %d", WEXITSTATUS(status));
+    bool wanted = c->restart == NX_PERMANENT || (c->restart == NX_TRANSIENT && !normal);
+    if (!wanted || self->stopping) {
+        nx_info("employee %s %s; %s, so it is not restarted", c->name, how,
+                nx_restart_name(c->restart));
+        c->finished = true;
+        return;
+    }
+    if (self->groups[c->dept].gave_up)
+        return;
+    nx_warn("employee %s %s; restarting (%s, %s)", c->name, how, nx_restart_name(c->restart),
+            nx_strategy_name(self->company->depts[c->dept].strategy));
+    if (intensity_exceeded(self, c->dept)) {
+        c->finished = true;
+        give_up(self, c->dept);
+        return;
+    }
+    restart_after(self, idx);
 }
 
 static int on_dealer(zloop_t *loop, zsock_t *sock, void *arg) {
@@ -117,7 +244,7 @@ static int on_dealer(zloop_t *loop, zsock_t *sock, void *arg) {
             self->stopping = true;
         } else if (nx_msg_type(m) == NX_MSG_ERROR && nx_msg_str(m, "code") &&
                    !strcmp(nx_msg_str(m, "code"), "not_registered"))
-            send_node(self, NX_MSG_NODE_HELLO);
+            send_hello(self);
         nx_msg_destroy(&m);
     }
     return self->stopping ? -1 : 0;
@@ -125,63 +252,21 @@ static int on_dealer(zloop_t *loop, zsock_t *sock, void *arg) {
 
 static int on_tick(zloop_t *loop, int timer_id, void *arg) {
     node_t *self = arg;
-    int64_t now = nx_mono_ms();
     int status;
     pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        for (size_t i = 0; i < self->nchildren; i++) {
-            child_t *c = &self->children[i];
-            if (c->pid != pid)
-                continue;
-            c->pid = 0;
-            if (now - c->started_ms > 10000)
-                c->delay_ms = 100;
-            c->restart_at_ms = now + c->delay_ms;
-            nx_warn("employee %s (pid %d) %s %d; restarting in %lld ms", c->name, (int)pid,
-                    WIFSIGNALED(status) ? "killed by signal" : "exited with status",
-                    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
-                    (long long)c->delay_ms);
-            c->delay_ms = c->delay_ms * 2 > 5000 ? 5000 : c->delay_ms * 2;
-        }
-    }
-    for (size_t i = 0; i < self->nchildren; i++) {
-        child_t *c = &self->children[i];
-        if (!c->pid && c->restart_at_ms && now >= c->restart_at_ms) {
-            c->restarts++;
-            spawn_employee(self, c);
-        }
-    }
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+        for (size_t i = 0; i < self->nchildren; i++)
+            if (self->children[i].pid == pid)
+                child_exited(self, &self->children[i], status);
     return 0;
 }
 
 static int on_heartbeat(zloop_t *loop, int timer_id, void *arg) {
-    send_node(arg, NX_MSG_HEARTBEAT);
+    node_t *self = arg;
+    nx_msg_t *m = nx_msg_new(NX_MSG_HEARTBEAT);
+    send_node(self, m);
+    nx_msg_destroy(&m);
     return 0;
-}
-
-/* Reverse start order: SIGTERM each, wait up to the grace period, then
- * SIGKILL what is left. */
-static void stop_children(node_t *self) {
-    for (size_t i = self->nchildren; i-- > 0;) {
-        child_t *c = &self->children[i];
-        if (!c->pid)
-            continue;
-        kill(c->pid, SIGTERM);
-        int64_t deadline = nx_mono_ms() + GRACE_MS;
-        while (nx_mono_ms() < deadline) {
-            if (waitpid(c->pid, NULL, WNOHANG) == c->pid) {
-                c->pid = 0;
-                break;
-            }
-            usleep(10000);
-        }
-        if (c->pid) {
-            nx_warn("employee %s did not stop within %d ms; killing it", c->name, GRACE_MS);
-            kill(c->pid, SIGKILL);
-            waitpid(c->pid, NULL, 0);
-            c->pid = 0;
-        }
-    }
 }
 
 int nx_node_run(const nx_node_opts_t *opts) {
@@ -198,37 +283,45 @@ int nx_node_run(const nx_node_opts_t *opts) {
         return 2;
     }
     self->exe = opts->exe;
-    self->company_path = self->company->path;
     if (opts->name)
         snprintf(self->name, sizeof self->name, "%s", opts->name);
     else if (gethostname(self->name, sizeof self->name - 1) < 0)
         snprintf(self->name, sizeof self->name, "node");
     self->nchildren = self->company->nemployees;
     self->children = calloc(self->nchildren ? self->nchildren : 1, sizeof *self->children);
+    self->groups = calloc(self->company->ndepts, sizeof *self->groups);
     for (size_t i = 0; i < self->nchildren; i++) {
         self->children[i].name = self->company->employees[i].name;
-        self->children[i].delay_ms = 100;
+        self->children[i].dept = self->company->employees[i].dept;
+        self->children[i].restart = self->company->employees[i].restart;
     }
     self->dealer = zsock_new(ZMQ_DEALER);
     zsock_set_linger(self->dealer, 500);
     zsock_set_reconnect_ivl(self->dealer, 100);
     zsock_set_reconnect_ivl_max(self->dealer, 2000);
     zsock_connect(self->dealer, "%s", self->home.ceo);
-    send_node(self, NX_MSG_NODE_HELLO);
+    send_hello(self);
     for (size_t i = 0; i < self->nchildren; i++)
         spawn_employee(self, &self->children[i]);
     nx_info("node %s supervising %zu employee(s)", self->name, self->nchildren);
     self->loop = zloop_new();
     nx_signals_watch(self->loop, opts->sigfd);
     zloop_reader(self->loop, self->dealer, on_dealer, self);
-    zloop_timer(self->loop, 50, 0, on_tick, self);
+    zloop_timer(self->loop, 20, 0, on_tick, self);
     zloop_timer(self->loop, (size_t)self->company->heartbeat_ms, 0, on_heartbeat, self);
     zloop_start(self->loop);
+    self->stopping = true;
     nx_info("node %s stopping its employees", self->name);
-    stop_children(self);
-    send_node(self, NX_MSG_BYE);
+    for (size_t i = self->nchildren; i-- > 0;)
+        stop_child(self, &self->children[i]);
+    nx_msg_t *bye = nx_msg_new(NX_MSG_BYE);
+    send_node(self, bye);
+    nx_msg_destroy(&bye);
     zloop_destroy(&self->loop);
     zsock_destroy(&self->dealer);
+    for (size_t d = 0; d < self->company->ndepts; d++)
+        free(self->groups[d].restarts);
+    free(self->groups);
     free(self->children);
     nx_company_destroy(&self->company);
     return 0;

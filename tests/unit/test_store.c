@@ -100,7 +100,7 @@ static int count_fn(const nx_task_t *t, void *arg) {
     return 0;
 }
 
-static void test_running_tasks_are_requeued_on_recovery(void **state) {
+static void test_requeue_closes_the_attempt_and_delays_the_task(void **state) {
     nx_store_t *st = *state;
     nx_store_begin(st);
     int64_t a = insert(st, "a", NULL);
@@ -111,8 +111,17 @@ static void test_running_tasks_are_requeued_on_recovery(void **state) {
     nx_store_task_foreach(st, NX_TASK_RUNNING, NULL, 0, 0, false, count_fn, &n);
     assert_int_equal(n, 1);
     nx_store_begin(st);
-    assert_int_equal(nx_store_requeue_running(st, "restart", 6), 1);
+    assert_int_equal(nx_store_task_requeue(st, a, 1, "lost", -1, "restart", 100, 6), 0);
     nx_store_commit(st);
+    nx_task_t t;
+    assert_int_equal(nx_store_task_brief(st, a, &t), 0);
+    assert_int_equal(t.run_after_ms, 100);
+    assert_string_equal(t.error, "restart");
+    nx_task_clear(&t);
+    char *hist = NULL;
+    assert_int_equal(nx_store_task_history(st, a, &hist), 0);
+    assert_non_null(strstr(hist, "attempt 1 on qa-1: lost after 1 ms: restart"));
+    free(hist);
     n = 0;
     nx_store_task_foreach(st, NX_TASK_QUEUED, "qa", 0, 0, false, count_fn, &n);
     assert_int_equal(n, 2);
@@ -139,6 +148,25 @@ static void test_events_filter_by_topic_prefix(void **state) {
     nx_store_event_foreach(st, "task.", 10, ev_fn, &n);
     assert_int_equal(n, 2);
     assert_int_equal(nx_store_event_last_seq(st), 3);
+}
+
+static void test_cancel_and_retry(void **state) {
+    nx_store_t *st = *state;
+    nx_store_begin(st);
+    int64_t id = insert(st, "c", NULL);
+    nx_store_task_start(st, id, 1, "qa-1", 1);
+    assert_int_equal(nx_store_task_cancel(st, id, 1, "cancelled by a client", 2), 0);
+    nx_task_t t;
+    nx_store_task_brief(st, id, &t);
+    assert_int_equal(t.state, NX_TASK_CANCELLED);
+    nx_task_clear(&t);
+    assert_int_equal(nx_store_task_retry(st, id, 3), 0);
+    nx_store_task_brief(st, id, &t);
+    assert_int_equal(t.state, NX_TASK_QUEUED);
+    assert_int_equal(t.max_attempts, 4);
+    assert_null(t.error);
+    nx_task_clear(&t);
+    nx_store_commit(st);
 }
 
 static void test_commit_survives_reopen(void **state) {
@@ -169,8 +197,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_insert_then_get_returns_the_task, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_key_returns_existing_task, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attempt_lifecycle_is_recorded, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_running_tasks_are_requeued_on_recovery, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_requeue_closes_the_attempt_and_delays_the_task, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_filter_by_topic_prefix, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_and_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_survives_reopen, setup, teardown),
         cmocka_unit_test(test_unwritable_ledger_is_a_clear_error),
     };
