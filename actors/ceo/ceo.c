@@ -459,25 +459,34 @@ static nx_msg_t *task_info(const nx_task_t *t, bool with_payload) {
     return m;
 }
 
-/* Answers every waiter on a task that just became final. */
+/* Answers every waiter on a task if it is final now. */
 static void wake_waiters(ceo_t *self, int64_t task) {
     if (zlistx_size(self->waiters) == 0)
         return;
     nx_task_t t;
     if (nx_store_task_get(self->store, task, &t) < 0)
         return;
+    if (!nx_task_state_final(t.state)) {
+        nx_task_clear(&t);
+        return;
+    }
+    char *hist = NULL;
+    nx_store_task_history(self->store, task, &hist);
     waiter_t *w = zlistx_first(self->waiters);
     while (w) {
         void *handle_ = zlistx_cursor(self->waiters);
         waiter_t *next = zlistx_next(self->waiters);
         if (w->task == task) {
             nx_msg_t *m = task_info(&t, true);
+            if (hist && *hist)
+                nx_msg_set_str(m, "history", hist);
             nx_msg_set_corr(m, w->corr);
             reply(self, w->identity, &m);
             zlistx_delete(self->waiters, handle_);
         }
         w = next;
     }
+    free(hist);
     nx_task_clear(&t);
 }
 
