@@ -278,9 +278,16 @@ static int on_exit_fd(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
     int status = 0;
     if (!s->used || s->child.pidfd != item->fd)
         return 0;
-    if (waitpid(s->child.pid, &status, WNOHANG) == 0)
+    /* Kill what the agent left in its process group while the exited
+     * leader is still a zombie: until it is reaped its pid (the group id)
+     * cannot be reused, so the kill cannot hit another process. */
+    siginfo_t info = {0};
+    if (waitid(P_PID, (id_t)s->child.pid, &info, WEXITED | WNOHANG | WNOWAIT) < 0 ||
+        info.si_pid == 0)
         return 0;
     nx_sandbox_kill(&s->child, SIGKILL);
+    if (waitpid(s->child.pid, &status, 0) < 0)
+        return 0;
     if (s->child.stdout_fd >= 0)
         drain(self, s, s->child.stdout_fd, true);
     if (s->child.stderr_fd >= 0)
