@@ -862,7 +862,20 @@ static int cmd_events(cli_t *c, int argc, char **argv) {
         if (zmsg_size(zm) == 2 &&
             nx_msg_decode(zframe_data(body), zframe_size(body), &e, NULL, NULL, 0) == 0 &&
             nx_msg_type(e) == NX_MSG_EVENT && nx_msg_uint(e, "seq", 0) > last) {
-            last = nx_msg_uint(e, "seq", 0);
+            uint64_t seq = nx_msg_uint(e, "seq", 0);
+            /* Without a topic filter every sequence number reaches us, so a
+             * gap means ZeroMQ dropped events for this (slow) subscriber. */
+            if (!*topic && last && seq > last + 1) {
+                uint64_t lost = seq - last - 1;
+                if (c->json)
+                    printf("{\"topic\":\"nexus.events_lost\",\"count\":%llu}\n",
+                           (unsigned long long)lost);
+                else
+                    fprintf(stderr, "nexus events: %llu event(s) lost (this subscriber fell "
+                                    "behind the bus's high-water mark)\n",
+                            (unsigned long long)lost);
+            }
+            last = seq;
             print_event(c, e);
             if (!strcmp(nx_msg_str(e, "topic"), "company.shutdown"))
                 follow = false;

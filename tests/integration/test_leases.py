@@ -12,11 +12,11 @@ from nxtest import Company, check, finish
 COMPANY = """\
 company: lease
 ceo:
-  heartbeat: 100ms
+  heartbeat: 200ms
   liveness: 3
 departments:
   work:
-    agent: {kind: sim, work: 1s}
+    agent: {kind: sim, work: 4s}
     employees: 2
     retry: {initial: 100ms, max: 400ms}
 """
@@ -43,7 +43,7 @@ def main():
         check(any("lost" in h and "silent" in h for h in st["history"]),
               f"attempt 1 is recorded as lost: {st['history']}")
         os.kill(pid, signal.SIGCONT)
-        time.sleep(2)
+        time.sleep(5)
         with open(os.path.join(c.home, "logs", "ceo.log")) as f:
             log = f.read()
         check(f"stale result for task {tid} attempt 1 ignored" in log,
@@ -63,7 +63,7 @@ def main():
         ids = [c.run("submit", "--dept", "work", f"after-{i}", check_rc=0).stdout.strip()
                for i in range(4)]
         for i in ids:
-            c.run("wait", i, "--timeout", "30s", check_rc=0)
+            c.run("wait", i, "--timeout", "60s", check_rc=0)
         ps = {e["name"]: e for e in c.json_lines("ps")}
         check(ps[holder]["done"] >= 1, f"and it takes work again ({ps[holder]['done']} done)")
     finally:

@@ -14,7 +14,7 @@ from nxtest import Company, check, finish
 COMPANY = """\
 company: limits
 ceo:
-  heartbeat: 100ms
+  heartbeat: 200ms
   liveness: 3
 departments:
   slow:
@@ -33,7 +33,10 @@ departments:
     max_attempts: 2
     retry: {initial: 200ms, multiplier: 2, max: 1s, on_failure: true}
   long:
-    agent: {kind: sim, work: 1500ms}
+    agent: {kind: sim, work: 3s}
+    employees: 1
+  napper:
+    agent: {kind: exec, command: "sleep 60"}
     employees: 1
 """
 
@@ -64,17 +67,22 @@ def main():
         check("soft time limit (300 ms)" in status(c, tid)["error"], "a per-task limit wins")
 
         # Cancel a running task: its agent dies.
-        tid = c.run("submit", "--dept", "long", "first", check_rc=0).stdout.strip()
-        queued = c.run("submit", "--dept", "long", "second", check_rc=0).stdout.strip()
+        tid = c.run("submit", "--dept", "napper", "first", check_rc=0).stdout.strip()
+        queued = c.run("submit", "--dept", "napper", "second", check_rc=0).stdout.strip()
         c.wait_until(lambda: status(c, tid)["state"] == "running", 10, "running", step=0.05)
         p = c.run("cancel", queued, "--json", check_rc=0)
         check('"state":"cancelled"' in p.stdout, "cancel of a queued task")
+        check(os.system(f"pgrep -P {{e['name']: e['pid'] for e in c.json_lines('ps')}['napper-1']} "
+                        ">/dev/null") == 0, "the running task's agent is there before the cancel")
         p = c.run("cancel", tid, "--json", check_rc=0)
         check('"state":"cancelled"' in p.stdout, "cancel of a running task")
         time.sleep(2)
         check(status(c, tid)["state"] == "cancelled" and status(c, queued)["state"] == "cancelled",
               "cancelled stays cancelled (the killed agent's result is ignored)")
         check(status(c, queued)["attempts"] == 0, "the queued one never ran")
+        napper = {e["name"]: e["pid"] for e in c.json_lines("ps")}["napper-1"]
+        check(os.system(f"pgrep -P {napper} >/dev/null") != 0,
+              "the cancelled agent is gone (its employee has no child left)")
         p = c.run("cancel", tid)
         check(p.returncode == 1 and "already been cancelled" in p.stderr,
               f"cancelling a finished task is an error: {p.stderr.strip()}")
@@ -99,7 +107,7 @@ def main():
         check(p.returncode == 1 and "only dead, failed or cancelled" in p.stderr,
               "retrying a succeeded task is an error")
 
-        # A long agent (15 heartbeat intervals) is not declared dead.
+        # A long agent (15 heartbeat intervals of 200 ms) is not declared dead.
         tid = c.run("submit", "--dept", "long", "marathon", check_rc=0).stdout.strip()
         w = c.run("wait", tid, "--timeout", "20s", "--json")
         check(w.returncode == 0 and '"attempts":1' in w.stdout,

@@ -76,6 +76,25 @@ static nx_msg_t *sample(nx_msg_type_t type) {
         nx_msg_set_uint(m, "failed", 0);
         break;
     case NX_MSG_END: nx_msg_set_uint(m, "count", 3); break;
+    case NX_MSG_CANCEL:
+    case NX_MSG_RETRY: nx_msg_set_uint(m, "task", 4); break;
+    case NX_MSG_RUNNING:
+        nx_msg_set_uint(m, "task", 4);
+        nx_msg_set_uint(m, "attempt", 2);
+        break;
+    case NX_MSG_SUPERVISOR:
+        nx_msg_set_str(m, "dept", "qa");
+        nx_msg_set_str(m, "state", "gave_up");
+        break;
+    case NX_MSG_STATS_INFO: {
+        static const char *const keys[] = {"messages", "commits", "submitted", "succeeded",
+                                           "failed", "cancelled", "requeued", "stale_results",
+                                           "events", "queued", "delayed", "running",
+                                           "employees", "uptime_ms"};
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+            nx_msg_set_uint(m, keys[i], i);
+        break;
+    }
     case NX_MSG_EVENT:
         nx_msg_set_str(m, "topic", "task.submitted");
         nx_msg_set_uint(m, "seq", 1);
