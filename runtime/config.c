@@ -65,6 +65,17 @@ static int get_uint(ctx_t *c, const yaml_node_t *n, const char *path, uint64_t l
     return 0;
 }
 
+static int get_number(ctx_t *c, const yaml_node_t *n, const char *path, double lo, double hi,
+                      double *ret) {
+    const char *s = scalar(n);
+    char *end = NULL;
+    double v = s ? strtod(s, &end) : 0;
+    if (!s || !*s || *end || v < lo || v > hi)
+        return fail(c, n, path, "expected a number from %g to %g", lo, hi);
+    *ret = v;
+    return 0;
+}
+
 static int get_bool(ctx_t *c, const yaml_node_t *n, const char *path, bool *ret) {
     const char *s = scalar(n);
     if (s && (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on")))
@@ -172,14 +183,9 @@ static int parse_agent(ctx_t *c, const yaml_node_t *n, const char *dpath, nx_age
             rc = get_duration(c, v, fpath, &a->work_ms);
         else if (!strcmp(key, "jitter"))
             rc = get_duration(c, v, fpath, &a->jitter_ms);
-        else if (!strcmp(key, "fail_rate")) {
-            const char *s = scalar(v);
-            char *end;
-            double d = s ? strtod(s, &end) : -1;
-            if (!s || *end || d < 0 || d > 1)
-                return fail(c, v, fpath, "expected a number from 0 to 1");
-            a->fail_rate = d;
-        } else if (!strcmp(key, "seed")) {
+        else if (!strcmp(key, "fail_rate"))
+            rc = get_number(c, v, fpath, 0, 1, &a->fail_rate);
+        else if (!strcmp(key, "seed")) {
             rc = get_uint(c, v, fpath, 0, UINT64_MAX, &u);
             a->seed = u;
         } else if (!strcmp(key, "output"))
@@ -233,14 +239,9 @@ static int parse_retry(ctx_t *c, const yaml_node_t *n, const char *path, nx_dept
             rc = get_duration(c, v, fpath, &d->retry_max_ms);
         else if (key && !strcmp(key, "on_failure"))
             rc = get_bool(c, v, fpath, &d->retry_on_failure);
-        else if (key && !strcmp(key, "multiplier")) {
-            const char *s = scalar(v);
-            char *end;
-            double m = s ? strtod(s, &end) : 0;
-            if (!s || *end || m < 1 || m > 100)
-                return fail(c, v, fpath, "expected a number from 1 to 100");
-            d->retry_multiplier = m;
-        } else
+        else if (key && !strcmp(key, "multiplier"))
+            rc = get_number(c, v, fpath, 1, 100, &d->retry_multiplier);
+        else
             return fail(c, k, fpath, "unknown key (known: initial, multiplier, max, on_failure)");
         if (rc < 0)
             return rc;

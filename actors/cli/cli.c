@@ -106,6 +106,12 @@ static int connect_ceo(cli_t *c, nx_client_t **ret) {
     return 0;
 }
 
+/* For client verbs: the company (or --home/--ceo), then a connection. */
+static int open_ceo(cli_t *c, nx_client_t **ret) {
+    int rc = setup(c, false, false);
+    return rc ? rc : connect_ceo(c, ret);
+}
+
 /* Reports a failed call; returns the exit code for it. */
 static int call_failed(cli_t *c, int rc, nx_msg_t *reply) {
     if (rc == NX_EREMOTE && reply) {
@@ -244,6 +250,16 @@ static bool common_opt(cli_t *c, int opt) {
     case OPT_JSON: c->json = true; return true;
     default: return false;
     }
+}
+
+/* Parses a verb that has only the common options. */
+static int common_only(cli_t *c, int argc, char **argv) {
+    static const struct option opts[] = {COMMON_OPTS, {0, 0, 0, 0}};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1)
+        if (!common_opt(c, opt))
+            return -1;
+    return 0;
 }
 
 static int read_file(const char *path, char **ret, size_t *ret_len) {
@@ -426,10 +442,8 @@ static int cmd_submit(cli_t *c, int argc, char **argv) {
         free(input);
         return NX_EXIT_USAGE;
     }
-    int rc = setup(c, false, false);
     nx_client_t *cl = NULL;
-    if (rc == 0)
-        rc = connect_ceo(c, &cl);
+    int rc = open_ceo(c, &cl);
     if (rc == 0) {
         if (lines)
             rc = submit_lines(c, cl, &o, input);
@@ -481,11 +495,9 @@ static int cmd_status_wait(cli_t *c, int argc, char **argv, bool wait) {
         return NX_EXIT_USAGE;
     }
     int rc = parse_task_id(c, argv[optind], &id);
-    if (rc == 0)
-        rc = setup(c, false, false);
     nx_client_t *cl = NULL;
     if (rc == 0)
-        rc = connect_ceo(c, &cl);
+        rc = open_ceo(c, &cl);
     if (rc)
         return rc;
     nx_msg_t *m = nx_msg_new(wait ? NX_MSG_WAIT : NX_MSG_STATUS), *r = NULL;
@@ -512,22 +524,17 @@ static int cmd_status_wait(cli_t *c, int argc, char **argv, bool wait) {
 
 /* cancel and retry: one task id in, the task after the change out. */
 static int cmd_task_verb(cli_t *c, int argc, char **argv, nx_msg_type_t type) {
-    static const struct option opts[] = {COMMON_OPTS, {0, 0, 0, 0}};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1)
-        if (!common_opt(c, opt))
-            return NX_EXIT_USAGE;
+    if (common_only(c, argc, argv) < 0)
+        return NX_EXIT_USAGE;
     uint64_t id;
     if (optind >= argc) {
         die_msg(c, "which task? give its id");
         return NX_EXIT_USAGE;
     }
     int rc = parse_task_id(c, argv[optind], &id);
-    if (rc == 0)
-        rc = setup(c, false, false);
     nx_client_t *cl = NULL;
     if (rc == 0)
-        rc = connect_ceo(c, &cl);
+        rc = open_ceo(c, &cl);
     if (rc)
         return rc;
     nx_msg_t *m = nx_msg_new(type), *r = NULL;
@@ -546,15 +553,10 @@ static int cmd_task_verb(cli_t *c, int argc, char **argv, nx_msg_type_t type) {
 }
 
 static int cmd_stats(cli_t *c, int argc, char **argv) {
-    static const struct option opts[] = {COMMON_OPTS, {0, 0, 0, 0}};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1)
-        if (!common_opt(c, opt))
-            return NX_EXIT_USAGE;
-    int rc = setup(c, false, false);
+    if (common_only(c, argc, argv) < 0)
+        return NX_EXIT_USAGE;
     nx_client_t *cl = NULL;
-    if (rc == 0)
-        rc = connect_ceo(c, &cl);
+    int rc = open_ceo(c, &cl);
     if (rc)
         return rc;
     nx_msg_t *m = nx_msg_new(NX_MSG_STATS), *r = NULL;
@@ -610,10 +612,8 @@ static int cmd_tasks(cli_t *c, int argc, char **argv) {
                 state);
         return NX_EXIT_USAGE;
     }
-    int rc = setup(c, false, false);
     nx_client_t *cl = NULL;
-    if (rc == 0)
-        rc = connect_ceo(c, &cl);
+    int rc = open_ceo(c, &cl);
     if (rc)
         return rc;
     if (!c->json)
@@ -688,15 +688,10 @@ out:
 }
 
 static int cmd_ps(cli_t *c, int argc, char **argv) {
-    static const struct option opts[] = {COMMON_OPTS, {0, 0, 0, 0}};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1)
-        if (!common_opt(c, opt))
-            return NX_EXIT_USAGE;
-    int rc = setup(c, false, false);
+    if (common_only(c, argc, argv) < 0)
+        return NX_EXIT_USAGE;
     nx_client_t *cl = NULL;
-    if (rc == 0)
-        rc = connect_ceo(c, &cl);
+    int rc = open_ceo(c, &cl);
     if (rc)
         return rc;
     nx_msg_t *m = nx_msg_new(NX_MSG_PS);
@@ -806,10 +801,8 @@ static int cmd_events(cli_t *c, int argc, char **argv) {
         else if (!common_opt(c, opt))
             return NX_EXIT_USAGE;
     }
-    int rc = setup(c, false, false);
     nx_client_t *cl = NULL;
-    if (rc == 0)
-        rc = connect_ceo(c, &cl);
+    int rc = open_ceo(c, &cl);
     if (rc)
         return rc;
     zsock_t *sub = NULL;

@@ -72,15 +72,15 @@ def main():
         c.wait_until(lambda: status(c, tid)["state"] == "running", 10, "running", step=0.05)
         p = c.run("cancel", queued, "--json", check_rc=0)
         check('"state":"cancelled"' in p.stdout, "cancel of a queued task")
-        check(os.system(f"pgrep -P {{e['name']: e['pid'] for e in c.json_lines('ps')}['napper-1']} "
-                        ">/dev/null") == 0, "the running task's agent is there before the cancel")
+        napper = {e["name"]: e["pid"] for e in c.json_lines("ps")}["napper-1"]
+        check(os.system(f"pgrep -P {napper} >/dev/null") == 0,
+              "the running task's agent is there before the cancel")
         p = c.run("cancel", tid, "--json", check_rc=0)
         check('"state":"cancelled"' in p.stdout, "cancel of a running task")
         time.sleep(2)
         check(status(c, tid)["state"] == "cancelled" and status(c, queued)["state"] == "cancelled",
               "cancelled stays cancelled (the killed agent's result is ignored)")
         check(status(c, queued)["attempts"] == 0, "the queued one never ran")
-        napper = {e["name"]: e["pid"] for e in c.json_lines("ps")}["napper-1"]
         check(os.system(f"pgrep -P {napper} >/dev/null") != 0,
               "the cancelled agent is gone (its employee has no child left)")
         p = c.run("cancel", tid)
