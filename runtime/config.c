@@ -316,6 +316,77 @@ static int parse_supervision(ctx_t *c, const yaml_node_t *n, const char *path,
     return 0;
 }
 
+static int get_paths(ctx_t *c, const yaml_node_t *n, const char *path, char ***ret) {
+    if (n->type != YAML_SEQUENCE_NODE)
+        return fail(c, n, path, "expected a list of absolute paths");
+    size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (cnt > 12)
+        return fail(c, n, path, "at most 12 paths");
+    char **list = calloc(cnt + 1, sizeof *list);
+    if (!list)
+        return -ENOMEM;
+    *ret = list;
+    for (size_t i = 0; i < cnt; i++) {
+        yaml_node_t *it = yaml_document_get_node(c->doc, n->data.sequence.items.start[i]);
+        const char *s = scalar(it);
+        if (!s || s[0] != '/')
+            return fail(c, it, path, "'%s' is not an absolute path", s ? s : "");
+        list[i] = strdup(s);
+    }
+    return 0;
+}
+
+static int parse_sandbox(ctx_t *c, const yaml_node_t *n, const char *path, nx_dept_conf_t *d) {
+    const char *s = scalar(n);
+    if (s) {
+        if (!strcmp(s, "strict"))
+            d->sandbox = true;
+        else if (!strcmp(s, "none"))
+            d->sandbox = false;
+        else
+            return fail(c, n, path, "unknown profile '%s' (strict, none)", s);
+        return 0;
+    }
+    if (n->type != YAML_MAPPING_NODE)
+        return fail(c, n, path, "expected strict, none, or a mapping (profile, net, ro, rw, "
+                                "mem, pids, cpu)");
+    yaml_node_t *k, *v;
+    FOR_PAIRS(c, n, k, v) {
+        const char *key = scalar(k);
+        char fpath[300];
+        snprintf(fpath, sizeof fpath, "%s.%s", path, key ? key : "?");
+        int rc = 0;
+        uint64_t u;
+        if (key && !strcmp(key, "profile"))
+            rc = parse_sandbox(c, v, fpath, d);
+        else if (key && !strcmp(key, "net")) {
+            const char *net = scalar(v);
+            if (net && !strcmp(net, "none"))
+                d->net_host = false;
+            else if (net && !strcmp(net, "host"))
+                d->net_host = true;
+            else
+                return fail(c, v, fpath, "expected none or host (an allowlist is not built yet)");
+        } else if (key && !strcmp(key, "ro"))
+            rc = get_paths(c, v, fpath, &d->sandbox_ro);
+        else if (key && !strcmp(key, "rw"))
+            rc = get_paths(c, v, fpath, &d->sandbox_rw);
+        else if (key && !strcmp(key, "mem"))
+            rc = get_size(c, v, fpath, &d->sandbox_mem);
+        else if (key && !strcmp(key, "pids")) {
+            rc = get_uint(c, v, fpath, 1, 1000000, &u);
+            d->sandbox_pids = u;
+        } else if (key && !strcmp(key, "cpu")) {
+            rc = get_uint(c, v, fpath, 1, 100000, &u);
+            d->sandbox_cpu = (uint32_t)u;
+        } else
+            return fail(c, k, fpath, "unknown key (known: profile, net, ro, rw, mem, pids, cpu)");
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int parse_dept(ctx_t *c, nx_company_t *co, const yaml_node_t *kn, const yaml_node_t *n) {
     const char *name = scalar(kn);
     char path[128];
@@ -345,6 +416,7 @@ static int parse_dept(ctx_t *c, nx_company_t *co, const yaml_node_t *kn, const y
     d->period_ms = 30000;
     d->restart = NX_PERMANENT;
     d->shutdown_ms = 5000;
+    d->sandbox = true;
     d->agent.kind = NX_AGENT_SIM;
     d->agent.max_output = 1u << 20;
     d->agent.seed = 1;
@@ -375,10 +447,12 @@ static int parse_dept(ctx_t *c, nx_company_t *co, const yaml_node_t *kn, const y
             rc = parse_timeout(c, v, fpath, &co->depts[idx]);
         else if (!strcmp(key, "supervision"))
             rc = parse_supervision(c, v, fpath, &co->depts[idx]);
+        else if (!strcmp(key, "sandbox"))
+            rc = parse_sandbox(c, v, fpath, &co->depts[idx]);
         else
             return fail(c, k, fpath,
                         "unknown key (known: agent, employees, capacity, max_attempts, retry, "
-                        "timeout, supervision)");
+                        "timeout, supervision, sandbox)");
         if (rc < 0)
             return rc;
     }
@@ -573,6 +647,13 @@ void nx_company_destroy(nx_company_t **self_p) {
                 free(*a);
         free(co->depts[i].agent.command);
         free(co->depts[i].agent.output_prefix);
+        char **lists[] = {co->depts[i].sandbox_ro, co->depts[i].sandbox_rw};
+        for (int l = 0; l < 2; l++) {
+            if (lists[l])
+                for (char **a = lists[l]; *a; a++)
+                    free(*a);
+            free(lists[l]);
+        }
     }
     for (size_t i = 0; i < co->nemployees; i++)
         free(co->employees[i].name);

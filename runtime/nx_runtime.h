@@ -94,6 +94,13 @@ typedef struct {
     int64_t period_ms;
     nx_restart_t restart;       /* default restart type of its employees */
     int64_t shutdown_ms;        /* grace between SIGTERM and SIGKILL */
+    bool sandbox;               /* run agents isolated (profile strict); false = none */
+    bool net_host;              /* sandbox network: host instead of none */
+    char **sandbox_ro;          /* extra read-only binds, NULL-terminated; owned */
+    char **sandbox_rw;          /* extra writable binds, NULL-terminated; owned */
+    uint64_t sandbox_mem;       /* memory limit in bytes; 0 = none */
+    uint64_t sandbox_pids;      /* process limit; 0 = none */
+    uint32_t sandbox_cpu;       /* CPU quota, percent of one core; 0 = none */
 } nx_dept_conf_t;
 
 typedef struct {

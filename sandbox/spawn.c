@@ -1,134 +1,368 @@
-/*  spawn.c - fork + exec of an agent with a setup-error pipe.
+/*  spawn.c - starting an agent: plain (fork + exec) or sandboxed (clone
+ *  into new namespaces, an init, then the agent).
  *
- *  Between fork() and execve() the child calls only async-signal-safe
- *  functions. The steps run in one fixed order: session, parent-death
- *  signal, signals reset, stdio, close inherited fds, chdir, exec. */
+ *  The sandboxed child runs its steps in one fixed order:
+ *
+ *    init:  wait for the parent's go (uid/gid maps and cgroups written)
+ *           -> setsid -> death signal -> stdio -> mounts + pivot_root
+ *           -> hostname -> loopback -> fork the agent -> reap, forward
+ *              signals, report the agent's exit status, exit
+ *    agent: rlimits -> chdir -> close fds -> drop capabilities
+ *           -> no_new_privs -> seccomp (last) -> execve
+ *
+ *  Between clone/fork and execve only system calls run: everything that
+ *  allocates was prepared by the parent. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/seccomp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "nx_sandbox.h"
+#include "sandbox_int.h"
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
 #endif
 
-enum { STEP_SETSID = 1, STEP_PDEATHSIG, STEP_STDIO, STEP_CHDIR, STEP_EXEC };
-static const char *const s_steps[] = {"?", "setsid", "prctl(PDEATHSIG)", "stdio", "chdir",
-                                      "exec"};
+static const char *const s_steps[STEP__COUNT] = {
+    "ready", "setsid", "prctl(PDEATHSIG)", "stdio", "mount", "pivot_root", "sethostname",
+    "loopback", "fork", "setrlimit", "drop capabilities", "no_new_privs", "seccomp", "chdir",
+    "exec", "exit"};
 
-typedef struct {
-    int step;
-    int err;
-} setup_report_t;
+const char *nx_sandbox_step_name(int step) {
+    return step >= 0 && step < STEP__COUNT ? s_steps[step] : "?";
+}
 
-static void child_fail(int fd, int step) {
-    setup_report_t r = {step, errno};
+static void report(int fd, int step, int value) {
+    nx_report_t r = {step, value};
     ssize_t w = write(fd, &r, sizeof r);
     (void)w;
+}
+
+static void child_fail(int fd, int step) {
+    report(fd, step, errno);
     _exit(127);
 }
 
 static void close_pair(int p[2]) {
-    if (p[0] >= 0)
-        close(p[0]);
-    if (p[1] >= 0)
-        close(p[1]);
+    for (int i = 0; i < 2; i++)
+        if (p[i] >= 0) {
+            close(p[i]);
+            p[i] = -1;
+        }
+}
+
+/* Closes every fd from 3 up, but `keep` (the report pipe, CLOEXEC). */
+static void close_others(int keep) {
+    if (keep > 3)
+        syscall(SYS_close_range, 3, keep - 1, 0);
+    syscall(SYS_close_range, keep + 1, ~0U, 0);
+}
+
+static void reset_signals(void) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (int s = 1; s < NSIG; s++)
+        signal(s, SIG_DFL);
+}
+
+typedef struct {
+    const nx_spawn_opts_t *opts;
+    char *const *envp;
+    int in[2], out[2], err[2]; /* stdio pipes, -1 when inherited */
+    int rep[2];                /* child -> parent reports */
+    int go[2];                 /* parent -> init: maps are written */
+    mount_plan_t plan;
+    struct sock_fprog filter;
+    bool have_cgroup;
+} spawn_t;
+
+static void child_stdio(spawn_t *s, int repfd) {
+    if (s->opts->inherit_stdio)
+        return;
+    if (dup2(s->in[0], 0) < 0 || dup2(s->out[1], 1) < 0 || dup2(s->err[1], 2) < 0)
+        child_fail(repfd, STEP_STDIO);
+}
+
+/* The agent: the last steps, then execve. */
+static void agent_exec(spawn_t *s, int repfd, bool sandboxed) {
+    const nx_spawn_opts_t *o = s->opts;
+    if (sandboxed && nx_rlimits_apply(o->profile, s->have_cgroup) < 0)
+        child_fail(repfd, STEP_RLIMIT);
+    if (o->cwd && chdir(o->cwd) < 0)
+        child_fail(repfd, STEP_CHDIR);
+    close_others(repfd);
+    if (sandboxed) {
+        if (nx_caps_drop_all() < 0)
+            child_fail(repfd, STEP_CAPS);
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+            child_fail(repfd, STEP_NNP);
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &s->filter) < 0)
+            child_fail(repfd, STEP_SECCOMP);
+    }
+    execvpe(o->argv[0], o->argv, s->envp);
+    child_fail(repfd, STEP_EXEC);
+}
+
+static volatile pid_t s_agent; /* in init: the agent's pid, for signal forwarding */
+
+static void forward(int sig) {
+    if (s_agent > 0)
+        kill(s_agent, sig);
+}
+
+/* pid 1 of the sandbox. */
+static void init_main(spawn_t *s) {
+    int repfd = s->rep[1];
+    char go;
+    close(s->go[1]);
+    if (read(s->go[0], &go, 1) != 1)
+        _exit(127); /* the parent died or refused before we started */
+    close(s->go[0]);
+    if (setsid() < 0)
+        child_fail(repfd, STEP_SETSID);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        child_fail(repfd, STEP_PDEATHSIG);
+    child_stdio(s, repfd);
+    close_others(repfd); /* nothing of the employee's (sockets, files) goes inside */
+    int rc = nx_mount_run(&s->plan);
+    if (rc < 0) {
+        errno = -rc;
+        child_fail(repfd, STEP_MOUNT);
+    }
+    if (sethostname("nexus-sandbox", 13) < 0)
+        child_fail(repfd, STEP_HOSTNAME);
+    if (s->opts->profile->net == NX_NET_NONE && (rc = nx_net_loopback_up()) < 0) {
+        errno = -rc;
+        child_fail(repfd, STEP_NET);
+    }
+    /* The agent reports exec failures to us on its own pipe; we pass the
+     * outcome on, so that the parent learns "ready" only after execve. */
+    int ap[2];
+    if (pipe2(ap, O_CLOEXEC) < 0)
+        child_fail(repfd, STEP_FORK);
+    pid_t agent = fork();
+    if (agent < 0)
+        child_fail(repfd, STEP_FORK);
+    if (agent == 0) {
+        close(ap[0]);
+        close(repfd);
+        reset_signals();
+        agent_exec(s, ap[1], true);
+    }
+    s_agent = agent;
+    close(ap[1]);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    nx_report_t r;
+    ssize_t n;
+    do
+        n = read(ap[0], &r, sizeof r);
+    while (n < 0 && errno == EINTR);
+    close(ap[0]);
+    if (n == (ssize_t)sizeof r) {
+        report(repfd, r.step, r.value);
+        _exit(127);
+    }
+    /* Our stdio belongs to the agent now; keep none of it open. */
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull >= 0) {
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+    }
+    report(repfd, STEP_READY, 0);
+    nx_caps_drop_all();
+    int status = 0;
+    for (;;) {
+        int st;
+        pid_t p = waitpid(-1, &st, 0);
+        if (p < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (p == agent) {
+            status = st;
+            break; /* leaving kills whatever the agent left behind */
+        }
+    }
+    report(repfd, STEP_EXIT, status);
+    _exit(0);
+}
+
+static int write_proc(pid_t pid, const char *file, const char *text) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, file);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = write(fd, text, strlen(text)) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
 }
 
 int nx_sandbox_spawn(const nx_spawn_opts_t *opts, nx_child_t *ret_child, char *err,
                      size_t errlen) {
     static char *const s_default_env[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp",
                                           "LANG=C.UTF-8", NULL};
-    int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1}, rep[2] = {-1, -1};
+    spawn_t s;
+    memset(&s, 0, sizeof s);
+    s.opts = opts;
+    s.envp = opts->envp ? opts->envp : s_default_env;
+    int *all[] = {s.in, s.out, s.err, s.rep, s.go};
+    for (size_t i = 0; i < 5; i++)
+        all[i][0] = all[i][1] = -1;
+    char cgroups[3][160] = {"", "", ""};
+    bool sandboxed = opts->profile != NULL;
     int rc = 0;
-    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
-        pipe2(rep, O_CLOEXEC) < 0) {
+    pid_t pid = -1;
+    err[0] = '\0';
+    if ((!opts->inherit_stdio && (pipe2(s.in, O_CLOEXEC) < 0 || pipe2(s.out, O_CLOEXEC) < 0 ||
+                                  pipe2(s.err, O_CLOEXEC) < 0)) ||
+        pipe2(s.rep, O_CLOEXEC) < 0 || (sandboxed && pipe2(s.go, O_CLOEXEC) < 0)) {
         rc = -errno;
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         goto fail;
     }
-    char *const *envp = opts->envp ? opts->envp : s_default_env;
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    if (sandboxed) {
+        const char *exe = strchr(opts->argv[0], '/') ? opts->argv[0] : NULL;
+        if ((rc = nx_mount_plan(opts->profile, exe, opts->cwd, &s.plan, err, errlen)) < 0 ||
+            (rc = nx_seccomp_compile(opts->profile, &s.filter, err, errlen)) < 0)
+            goto fail;
+        unsigned long flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC |
+                              CLONE_NEWUTS | CLONE_NEWCGROUP;
+        if (opts->profile->net == NX_NET_NONE)
+            flags |= CLONE_NEWNET;
+        pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
+        if (pid == 0)
+            init_main(&s);
+    } else {
+        pid_t parent = getpid();
+        pid = fork();
+        if (pid == 0) {
+            if (setsid() < 0)
+                child_fail(s.rep[1], STEP_SETSID);
+            if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                child_fail(s.rep[1], STEP_PDEATHSIG);
+            if (getppid() != parent)
+                _exit(127);
+            reset_signals();
+            child_stdio(&s, s.rep[1]);
+            agent_exec(&s, s.rep[1], false);
+        }
+    }
     if (pid < 0) {
         rc = -errno;
-        snprintf(err, errlen, "fork '%s': %s", opts->argv[0], strerror(errno));
+        snprintf(err, errlen, "%s '%s': %s", sandboxed ? "clone" : "fork", opts->argv[0],
+                 strerror(errno));
         goto fail;
     }
-    if (pid == 0) {
-        if (setsid() < 0)
-            child_fail(rep[1], STEP_SETSID);
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-            child_fail(rep[1], STEP_PDEATHSIG);
-        if (getppid() != parent)
-            _exit(127); /* the parent died before PDEATHSIG was armed */
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        for (int s = 1; s < NSIG; s++)
-            signal(s, SIG_DFL);
-        if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(errp[1], 2) < 0)
-            child_fail(rep[1], STEP_STDIO);
-        /* Every other inherited fd goes, except the report pipe, which is
-         * CLOEXEC and closes itself on a successful exec. */
-        int keep = rep[1];
-        if (keep > 3)
-            syscall(SYS_close_range, 3, keep - 1, 0);
-        syscall(SYS_close_range, keep + 1, ~0U, 0);
-        if (opts->cwd && chdir(opts->cwd) < 0)
-            child_fail(keep, STEP_CHDIR);
-        execvpe(opts->argv[0], opts->argv, envp);
-        child_fail(keep, STEP_EXEC);
+    close(s.rep[1]);
+    s.rep[1] = -1;
+    if (sandboxed) {
+        close(s.go[0]);
+        s.go[0] = -1;
+        /* One id inside (0) mapped to ours outside: the agent is "root" in a
+         * namespace where it holds no capability and owns nothing of the
+         * host that is not bound in. */
+        char map[64];
+        snprintf(map, sizeof map, "0 %d 1\n", (int)getuid());
+        rc = write_proc(pid, "uid_map", map);
+        if (rc == 0)
+            rc = write_proc(pid, "setgroups", "deny");
+        snprintf(map, sizeof map, "0 %d 1\n", (int)getgid());
+        if (rc == 0)
+            rc = write_proc(pid, "gid_map", map);
+        if (rc < 0) {
+            snprintf(err, errlen, "user namespace maps for '%s': %s", opts->argv[0],
+                     strerror(-rc));
+            goto fail_child;
+        }
+        s.have_cgroup = nx_cgroup_attach(opts->profile, pid, cgroups) > 0;
+        if (write(s.go[1], "g", 1) != 1) {
+            rc = -errno;
+            snprintf(err, errlen, "sandbox start: %s", strerror(errno));
+            goto fail_child;
+        }
+        close(s.go[1]);
+        s.go[1] = -1;
     }
-    close(in[0]);
-    close(out[1]);
-    close(errp[1]);
-    close(rep[1]);
-    in[0] = out[1] = errp[1] = rep[1] = -1;
-    setup_report_t r;
+    nx_report_t r;
     ssize_t n;
     do
-        n = read(rep[0], &r, sizeof r);
+        n = read(s.rep[0], &r, sizeof r);
     while (n < 0 && errno == EINTR);
-    close(rep[0]);
-    rep[0] = -1;
-    if (n == (ssize_t)sizeof r) {
-        waitpid(pid, NULL, 0);
-        rc = -r.err;
-        snprintf(err, errlen, "%s '%s': %s", s_steps[r.step < 1 || r.step > STEP_EXEC ? 0 : r.step],
-                 opts->argv[0], strerror(r.err));
-        goto fail;
+    bool ok = sandboxed ? (n == (ssize_t)sizeof r && r.step == STEP_READY) : n == 0;
+    if (!ok) {
+        if (n == (ssize_t)sizeof r) {
+            rc = -r.value;
+            if (r.step == STEP_MOUNT)
+                snprintf(err, errlen, "sandbox mount of '%s' for '%s': %s",
+                         s.plan.failed ? s.plan.failed : "?", opts->argv[0], strerror(r.value));
+            else
+                snprintf(err, errlen, "%s '%s': %s", nx_sandbox_step_name(r.step), opts->argv[0],
+                         strerror(r.value));
+        } else {
+            rc = -ECHILD;
+            snprintf(err, errlen, "sandbox for '%s' died while starting", opts->argv[0]);
+        }
+        goto fail_child;
     }
     int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (pidfd < 0) {
         rc = -errno;
         snprintf(err, errlen, "pidfd_open: %s", strerror(errno));
-        kill(-pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        goto fail;
+        goto fail_child;
     }
-    fcntl(in[1], F_SETFL, O_NONBLOCK);
-    fcntl(out[0], F_SETFL, O_NONBLOCK);
-    fcntl(errp[0], F_SETFL, O_NONBLOCK);
+    memset(ret_child, 0, sizeof *ret_child);
     ret_child->pid = pid;
     ret_child->pidfd = pidfd;
-    ret_child->stdin_fd = in[1];
-    ret_child->stdout_fd = out[0];
-    ret_child->stderr_fd = errp[0];
+    ret_child->stdin_fd = s.in[1];
+    ret_child->stdout_fd = s.out[0];
+    ret_child->stderr_fd = s.err[0];
+    ret_child->status_fd = -1;
+    if (sandboxed) {
+        ret_child->status_fd = s.rep[0];
+        s.rep[0] = -1;
+    }
+    memcpy(ret_child->cgroups, cgroups, sizeof cgroups);
+    for (int i = 0; i < 3; i++) {
+        int fd = i == 0 ? s.in[1] : i == 1 ? s.out[0] : s.err[0];
+        if (fd >= 0)
+            fcntl(fd, F_SETFL, O_NONBLOCK);
+    }
+    s.in[1] = s.out[0] = s.err[0] = -1;
+    close_pair(s.in);
+    close_pair(s.out);
+    close_pair(s.err);
+    close_pair(s.rep);
+    nx_mount_plan_free(&s.plan);
+    free(s.filter.filter);
     return 0;
+fail_child:
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    nx_cgroup_remove(cgroups);
 fail:
-    close_pair(in);
-    close_pair(out);
-    close_pair(errp);
-    close_pair(rep);
+    for (size_t i = 0; i < 5; i++)
+        close_pair(all[i]);
+    nx_mount_plan_free(&s.plan);
+    free(s.filter.filter);
     return rc;
 }
 
@@ -138,9 +372,24 @@ int nx_sandbox_kill(const nx_child_t *child, int sig) {
     return kill(-child->pid, sig) < 0 ? -errno : 0;
 }
 
+int nx_sandbox_reap(nx_child_t *child, int raw) {
+    int status = raw;
+    if (child->status_fd >= 0) {
+        fcntl(child->status_fd, F_SETFL, O_NONBLOCK);
+        nx_report_t r;
+        while (read(child->status_fd, &r, sizeof r) == (ssize_t)sizeof r)
+            if (r.step == STEP_EXIT)
+                status = r.value;
+    }
+    nx_child_close(child);
+    nx_cgroup_remove(child->cgroups);
+    return status;
+}
+
 void nx_child_close(nx_child_t *child) {
-    int *fds[] = {&child->pidfd, &child->stdin_fd, &child->stdout_fd, &child->stderr_fd};
-    for (size_t i = 0; i < 4; i++)
+    int *fds[] = {&child->pidfd, &child->stdin_fd, &child->stdout_fd, &child->stderr_fd,
+                  &child->status_fd};
+    for (size_t i = 0; i < 5; i++)
         if (*fds[i] >= 0) {
             close(*fds[i]);
             *fds[i] = -1;

@@ -27,6 +27,7 @@
 #include "nx_employee.h"
 #include "nx_node.h"
 #include "nx_runtime.h"
+#include "nx_sandbox.h"
 
 #define CALL_TIMEOUT_MS 10000
 
@@ -1224,6 +1225,11 @@ static void usage(FILE *f) {
           "  stats                      the CEO's counters: messages, commits, queues\n"
           "  events [--follow] [--topic task.] [--limit N]\n"
           "\n"
+          "Sandbox:\n"
+          "  sandbox run [--net none|host] [--ro P] [--rw P] [--mem 512M] [--pids 64]\n"
+          "              [--time 30s] -- CMD   run CMD isolated (see docs/security.md)\n"
+          "  sandbox check              what this machine supports\n"
+          "\n"
           "Common options: --company FILE, --home DIR (default: .nexus beside the company\n"
           "file, or $NEXUS_HOME), --ceo ENDPOINT, --json. See docs/cli.md.\n",
           f);
@@ -1240,8 +1246,13 @@ int nx_cli_main(int argc, char **argv) {
     }
     const char *verb = argv[1];
     c.verb = verb;
-    if (!strcmp(verb, "agent-sim"))
-        return nx_agent_sim_main(argc - 1, argv + 1);
+    if (!strcmp(verb, "agent-sim")) {
+        /* _exit: an agent in a sandbox cannot ptrace, which the leak
+         * checker of a sanitizer build needs at exit. */
+        _exit(nx_agent_sim_main(argc - 1, argv + 1));
+    }
+    if (!strcmp(verb, "sandbox"))
+        return nx_sandbox_main(argc - 1, argv + 1);
     if (!strcmp(verb, "help") || !strcmp(verb, "--help") || !strcmp(verb, "-h")) {
         usage(stdout);
         return NX_EXIT_OK;

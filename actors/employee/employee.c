@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -61,6 +62,8 @@ typedef struct {
     uint32_t nslots;
     int64_t last_heard_ms;       /* monotonic time of the CEO's last message */
     bool stopping;               /* a STOP arrived */
+    char workspace[700];         /* HOME/workspaces/NAME: the agents' writable folder */
+    nx_sandbox_profile_t profile; /* the department's sandbox, when it has one */
 } employee_t;
 
 static int on_dealer(zloop_t *loop, zsock_t *sock, void *arg);
@@ -146,6 +149,7 @@ static void slot_reset(slot_t *s) {
     free(s->out);
     memset(s, 0, sizeof *s);
     s->child.pidfd = s->child.stdin_fd = s->child.stdout_fd = s->child.stderr_fd = -1;
+    s->child.status_fd = -1;
     s->soft_timer = s->hard_timer = s->sim_timer = -1;
 }
 
@@ -296,6 +300,8 @@ static int on_exit_fd(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
     poller_end(self, &s->child.stderr_fd);
     poller_end(self, &s->child.stdin_fd);
     poller_end(self, &s->child.pidfd);
+    /* In a sandbox the pid we reaped is its init; this is the agent's. */
+    status = nx_sandbox_reap(&s->child, status);
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     char tail[256], error[512];
@@ -439,7 +445,8 @@ static void start_task(employee_t *self, const nx_msg_t *m) {
     char *envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8",
                     env_task, env_attempt, env_emp, env_dept, NULL};
     int rc = nx_agent_argv(&self->dept->agent, self->exe, &argv);
-    nx_spawn_opts_t opts = {.argv = argv, .envp = envp, .cwd = NULL};
+    nx_spawn_opts_t opts = {.argv = argv, .envp = envp, .cwd = self->workspace,
+                            .profile = self->dept->sandbox ? &self->profile : NULL};
     if (rc == 0)
         rc = nx_sandbox_spawn(&opts, &s->child, err, sizeof err);
     else
@@ -556,6 +563,29 @@ int nx_employee_run(const nx_employee_opts_t *opts) {
         slot_reset(&self->slots[i]);
     s_self = self;
     signal(SIGPIPE, SIG_IGN);
+    snprintf(self->workspace, sizeof self->workspace, "%s/workspaces", self->home.dir);
+    mkdir(self->workspace, 0755);
+    snprintf(self->workspace, sizeof self->workspace, "%s/workspaces/%s", self->home.dir,
+             self->name);
+    if (mkdir(self->workspace, 0755) < 0 && errno != EEXIST) {
+        nx_error("cannot create the workspace %s: %s", self->workspace, strerror(errno));
+        rc = 2;
+        goto out;
+    }
+    nx_sandbox_profile_t *p = &self->profile;
+    p->net = self->dept->net_host ? NX_NET_HOST : NX_NET_NONE;
+    p->rw[p->nrw++] = self->workspace;
+    for (char **a = self->dept->sandbox_rw; a && *a && p->nrw < NX_SANDBOX_MAX_BINDS; a++)
+        p->rw[p->nrw++] = *a;
+    for (char **a = self->dept->sandbox_ro; a && *a && p->nro < NX_SANDBOX_MAX_BINDS; a++)
+        p->ro[p->nro++] = *a;
+    p->mem_bytes = self->dept->sandbox_mem;
+    p->pids = self->dept->sandbox_pids;
+    p->cpu_percent = self->dept->sandbox_cpu;
+    if (!self->dept->sandbox)
+        nx_warn("department %s has 'sandbox: none': its agents run unconfined, with this "
+                "employee's rights",
+                self->dept->name);
     self->loop = zloop_new();
     nx_signals_watch(self->loop, opts->sigfd);
     zloop_set_nonstop(self->loop, false);

@@ -28,7 +28,7 @@ departments:
   flaky:
     agent:
       kind: exec
-      command: ["sh", "-c", "if [ -e $FLAG ]; then echo fixed; else echo 'not yet' >&2; exit 1; fi"]
+      command: ["sh", "-c", "if [ -e flag ]; then echo fixed; else echo 'not yet' >&2; exit 1; fi"]
     employees: 1
     max_attempts: 2
     retry: {initial: 200ms, multiplier: 2, max: 1s, on_failure: true}
@@ -46,8 +46,9 @@ def status(c, tid):
 
 
 def main():
-    c = Company(COMPANY.replace("$FLAG", "/tmp/nx-flag-%d" % os.getpid()), "lim")
-    flag = "/tmp/nx-flag-%d" % os.getpid()
+    c = Company(COMPANY, "lim")
+    # The agent runs sandboxed with its employee's workspace as its folder.
+    flag = os.path.join(c.home, "workspaces", "flaky-1", "flag")
     try:
         check(c.up(), "the company starts")
         t0 = time.time()
