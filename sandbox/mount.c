@@ -148,8 +148,9 @@ int nx_mount_plan(const nx_sandbox_profile_t *p, const char *exe, const char *cw
         bool covered = false;
         for (int i = 0; system_dirs[i]; i++)
             covered |= under(exe, system_dirs[i]);
+        /* Missing: leave it to execve to say so, with the step named. */
         if (!covered)
-            rc = add_bind(plan, exe, false, false);
+            rc = add_bind(plan, exe, false, true);
     }
     for (size_t i = 0; i < p->nro && rc == 0; i++) {
         rc = add_bind(plan, p->ro[i], false, false);
