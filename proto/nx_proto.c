@@ -39,7 +39,11 @@ static const nx_field_spec_t f_error[] = {F("code", STR, true), F("message", STR
 static const nx_field_spec_t f_none[] = {END};
 static const nx_field_spec_t f_hello[] = {F("name", STR, true), F("dept", STR, true),
                                           F("capacity", UINT, true), F("free", UINT, false),
-                                          F("pid", UINT, false), F("node", STR, false), END};
+                                          F("pid", UINT, false), F("node", STR, false),
+                                          F("received", UINT, false), END};
+/* Credit state an employee reports with heartbeats and results. */
+static const nx_field_spec_t f_heartbeat[] = {F("free", UINT, false), F("received", UINT, false),
+                                              END};
 static const nx_field_spec_t f_node_hello[] = {F("name", STR, true), F("pid", UINT, false), END};
 static const nx_field_spec_t f_welcome[] = {F("heartbeat_ms", UINT, true),
                                             F("liveness", UINT, true), END};
@@ -52,7 +56,8 @@ static const nx_field_spec_t f_task[] = {F("task", UINT, true), F("attempt", UIN
 static const nx_field_spec_t f_result[] = {
     F("task", UINT, true),     F("attempt", UINT, true), F("ok", BOOL, true),
     F("exit_code", INT, false), F("signal", INT, false), F("output", BIN, false),
-    F("error", STR, false),    F("duration_ms", UINT, false), END};
+    F("error", STR, false),    F("duration_ms", UINT, false), F("free", UINT, false),
+    F("received", UINT, false), END};
 static const nx_field_spec_t f_submit[] = {F("dept", STR, true), F("input", BIN, true),
                                            F("priority", INT, false),
                                            F("idem_key", STR, false),
@@ -105,7 +110,7 @@ static const nx_field_spec_t *const s_fields[NX_MSG__COUNT] = {
     [NX_MSG_ERROR] = f_error,         [NX_MSG_OK] = f_none,
     [NX_MSG_PING] = f_none,           [NX_MSG_PONG] = f_none,
     [NX_MSG_HELLO] = f_hello,         [NX_MSG_NODE_HELLO] = f_node_hello,
-    [NX_MSG_WELCOME] = f_welcome,     [NX_MSG_HEARTBEAT] = f_none,
+    [NX_MSG_WELCOME] = f_welcome,     [NX_MSG_HEARTBEAT] = f_heartbeat,
     [NX_MSG_BYE] = f_reason,          [NX_MSG_STOP] = f_reason,
     [NX_MSG_TASK] = f_task,           [NX_MSG_RESULT] = f_result,
     [NX_MSG_SUBMIT] = f_submit,       [NX_MSG_SUBMITTED] = f_submitted,

@@ -240,8 +240,14 @@ int nx_sandbox_spawn(const nx_spawn_opts_t *opts, nx_child_t *ret_child, char *e
     }
     if (sandboxed) {
         const char *exe = strchr(opts->argv[0], '/') ? opts->argv[0] : NULL;
-        if ((rc = nx_mount_plan(opts->profile, exe, opts->cwd, &s.plan, err, errlen)) < 0 ||
-            (rc = nx_seccomp_compile(opts->profile, &s.filter, err, errlen)) < 0)
+        /* The filter does not depend on the profile yet: compile it once per
+         * process (an employee spawns many agents). */
+        static struct sock_fprog s_filter;
+        if (!s_filter.filter &&
+            (rc = nx_seccomp_compile(opts->profile, &s_filter, err, errlen)) < 0)
+            goto fail;
+        s.filter = s_filter;
+        if ((rc = nx_mount_plan(opts->profile, exe, opts->cwd, &s.plan, err, errlen)) < 0)
             goto fail;
         unsigned long flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC |
                               CLONE_NEWUTS | CLONE_NEWCGROUP;
@@ -351,7 +357,6 @@ int nx_sandbox_spawn(const nx_spawn_opts_t *opts, nx_child_t *ret_child, char *e
     close_pair(s.err);
     close_pair(s.rep);
     nx_mount_plan_free(&s.plan);
-    free(s.filter.filter);
     return 0;
 fail_child:
     kill(-pid, SIGKILL);
@@ -362,7 +367,6 @@ fail:
     for (size_t i = 0; i < 5; i++)
         close_pair(all[i]);
     nx_mount_plan_free(&s.plan);
-    free(s.filter.filter);
     return rc;
 }
 

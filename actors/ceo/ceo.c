@@ -50,6 +50,7 @@ typedef struct {
     uint64_t pid;                     /* its process id, as it said */
     uint32_t capacity;                /* slots it announced */
     uint32_t free;                    /* credit: tasks we may still send */
+    uint64_t sent;                    /* TASKs sent on its socket (in its count) */
     uint64_t done, failed;            /* results accepted from it */
     int64_t last_heard_ms;            /* monotonic */
     emp_state_t state;
@@ -490,13 +491,16 @@ static void wake_waiters(ceo_t *self, int64_t task) {
     nx_task_clear(&t);
 }
 
-static void held_remove(emp_t *e, int64_t task) {
-    for (size_t i = 0; i < e->nheld; i++)
-        if (e->held[i].task == task) {
-            e->held[i] = e->held[--e->nheld];
-            return;
-        }
+/* The employee's own count is the truth: free slots it reported, less the
+ * tasks sent that it had not received yet when it reported. */
+static void credit_update(emp_t *e, const nx_msg_t *m) {
+    if (!nx_msg_has(m, "free") || !nx_msg_has(m, "received"))
+        return;
+    uint64_t reported = nx_msg_uint(m, "free", 0), received = nx_msg_uint(m, "received", 0);
+    uint64_t in_flight = e->sent > received ? e->sent - received : 0;
+    e->free = reported > in_flight ? (uint32_t)(reported - in_flight) : 0;
 }
+
 
 /* Ends attempt `attempt` of a running task that did not succeed: back to
  * the queue after a back-off, or `dead` (or `final_state` when retrying is
@@ -630,6 +634,7 @@ static void schedule(ceo_t *self) {
             }
             e->held[e->nheld++] = (held_t){id, attempt};
             e->free--;
+            e->sent++;
             event(self, "task.started", id, e->name, t.dept, "running", NULL);
             nx_task_clear(&t);
         }
@@ -851,6 +856,16 @@ static void on_hello(ceo_t *self, zframe_t *from, const char *key, const nx_msg_
     bool same_socket = e->idkey && !strcmp(e->idkey, key);
     if (!same_socket && e->state == EMP_ALIVE && e->identity && pid != e->pid)
         emp_lost(self, e, "replaced by a new process of the same name");
+    if (!same_socket && e->nheld) {
+        /* Tasks sent to its old socket may never have arrived: they wait as
+         * orphans until the employee reports them (RUNNING) or their lease
+         * lapses. */
+        int64_t deadline = nx_mono_ms() + self->company->heartbeat_ms * (int64_t)self->company->liveness;
+        self->orphans = realloc(self->orphans, (self->norphans + e->nheld) * sizeof *self->orphans);
+        for (size_t i = 0; i < e->nheld; i++)
+            self->orphans[self->norphans++] = (orphan_t){e->held[i].task, e->held[i].attempt, deadline};
+        e->nheld = 0;
+    }
     if (!same_socket) {
         if (e->idkey) {
             zhashx_delete(self->emp_by_id, e->idkey);
@@ -863,9 +878,10 @@ static void on_hello(ceo_t *self, zframe_t *from, const char *key, const nx_msg_
     }
     e->pid = pid;
     e->capacity = (uint32_t)nx_msg_uint(m, "capacity", 1);
-    uint64_t free_slots = nx_msg_uint(m, "free", e->capacity);
-    /* Tasks we dispatched that it has not answered still occupy slots. */
-    e->free = free_slots > e->nheld ? (uint32_t)(free_slots - e->nheld) : 0;
+    /* Its count of received tasks is the baseline for what is in flight. */
+    e->sent = nx_msg_uint(m, "received", 0);
+    e->free = (uint32_t)nx_msg_uint(m, "free", e->capacity);
+    credit_update(e, m);
     bool was_gone = e->state == EMP_GONE;
     e->state = EMP_ALIVE;
     e->last_heard_ms = nx_mono_ms();
@@ -884,15 +900,12 @@ static void on_result(ceo_t *self, emp_t *e, const nx_msg_t *m) {
     int64_t id = (int64_t)nx_msg_uint(m, "task", 0);
     uint32_t attempt = (uint32_t)nx_msg_uint(m, "attempt", 0);
     if (e) {
-        bool was_held = false;
         for (size_t i = 0; i < e->nheld; i++)
-            if (e->held[i].task == id && e->held[i].attempt == attempt)
-                was_held = true;
-        held_remove(e, id);
-        /* Every result returns one credit, even a stale one: the slot on
-         * the employee is free again either way. */
-        if (was_held || e->free + e->nheld < e->capacity)
-            e->free++;
+            if (e->held[i].task == id && e->held[i].attempt == attempt) {
+                e->held[i] = e->held[--e->nheld];
+                break;
+            }
+        credit_update(e, m);
     }
     nx_task_t t;
     if (nx_store_task_brief(self->store, id, &t) < 0) {
@@ -1192,6 +1205,8 @@ static void handle(ceo_t *self, zframe_t *from, nx_msg_t *m) {
             reply_error(self, from, m, "not_registered", "say hello first");
         break;
     case NX_MSG_HEARTBEAT:
+        if (e)
+            credit_update(e, m);
         if (!e && !n)
             reply_error(self, from, m, "not_registered", "say hello first");
         break;

@@ -61,6 +61,7 @@ typedef struct {
     slot_t *slots;               /* dept->capacity slots */
     uint32_t nslots;
     int64_t last_heard_ms;       /* monotonic time of the CEO's last message */
+    uint64_t received;           /* TASK messages received on this socket */
     bool stopping;               /* a STOP arrived */
     char workspace[700];         /* HOME/workspaces/NAME: the agents' writable folder */
     nx_sandbox_profile_t profile; /* the department's sandbox, when it has one */
@@ -79,8 +80,17 @@ static uint32_t free_slots(employee_t *self) {
     return n;
 }
 
+static uint32_t free_slots(employee_t *self);
+
 static void send_msg(employee_t *self, nx_msg_t *msg) {
     nx_msg_set_id(msg, nx_wire_next_id());
+    /* Every credit-bearing message says how many slots are free and how
+     * many tasks have arrived: the CEO subtracts what is still in flight. */
+    nx_msg_type_t t = nx_msg_type(msg);
+    if (t == NX_MSG_HELLO || t == NX_MSG_HEARTBEAT || t == NX_MSG_RESULT) {
+        nx_msg_set_uint(msg, "free", free_slots(self));
+        nx_msg_set_uint(msg, "received", self->received);
+    }
     nx_msg_set_from(msg, self->name);
     int rc = nx_wire_send(self->dealer, NULL, msg, true);
     if (rc < 0)
@@ -93,7 +103,6 @@ static void send_hello(employee_t *self) {
     nx_msg_set_str(m, "name", self->name);
     nx_msg_set_str(m, "dept", self->dept->name);
     nx_msg_set_uint(m, "capacity", self->nslots);
-    nx_msg_set_uint(m, "free", free_slots(self));
     nx_msg_set_uint(m, "pid", (uint64_t)getpid());
     send_msg(self, m);
     nx_msg_destroy(&m);
@@ -115,6 +124,7 @@ static int connect_dealer(employee_t *self) {
         return -EINVAL;
     zloop_reader(self->loop, self->dealer, on_dealer, self);
     self->last_heard_ms = nx_mono_ms();
+    self->received = 0;
     send_hello(self);
     return 0;
 }
@@ -501,7 +511,10 @@ static int on_dealer(zloop_t *loop, zsock_t *sock, void *arg) {
             break;
         case NX_MSG_CANCEL: on_cancel(self, m); break;
         case NX_MSG_HEARTBEAT: break;
-        case NX_MSG_TASK: start_task(self, m); break;
+        case NX_MSG_TASK:
+            self->received++;
+            start_task(self, m);
+            break;
         case NX_MSG_STOP:
             nx_info("the CEO asked us to stop");
             self->stopping = true;

@@ -56,7 +56,7 @@ def main():
     env = dict(os.environ, NX_PORT=str(listener.getsockname()[1]), NX_HOST_PID=str(os.getpid()),
                NX_FD=str(secret.fileno()))
     for name, code, want_in, want_out in CASES:
-        if os.getuid() != 0 and want_out == "ok" and name in (
+        if os.getuid() != 0 and name in (
                 "mount", "setns", "socket(AF_PACKET)", "socket(AF_NETLINK)", "read /etc/shadow",
                 "list /root", "keyctl", "userfaultfd", "personality(ADDR_NO_RANDOMIZE)",
                 "clone(CLONE_NEWNS)", "ioctl(TIOCSTI)"):
