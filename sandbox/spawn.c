@@ -128,6 +128,7 @@ static void init_main(spawn_t *s) {
     if (read(s->go[0], &go, 1) != 1)
         _exit(127); /* the parent died or refused before we started */
     close(s->go[0]);
+    s->have_cgroup = go == 'c'; /* set by the parent after our clone */
     if (setsid() < 0)
         child_fail(repfd, STEP_SETSID);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
@@ -299,7 +300,7 @@ int nx_sandbox_spawn(const nx_spawn_opts_t *opts, nx_child_t *ret_child, char *e
             goto fail_child;
         }
         s.have_cgroup = nx_cgroup_attach(opts->profile, pid, cgroups) > 0;
-        if (write(s.go[1], "g", 1) != 1) {
+        if (write(s.go[1], s.have_cgroup ? "c" : "g", 1) != 1) {
             rc = -errno;
             snprintf(err, errlen, "sandbox start: %s", strerror(errno));
             goto fail_child;
