@@ -476,7 +476,10 @@ static int parse_task_id(cli_t *c, const char *s, uint64_t *ret) {
     return 0;
 }
 
-static int cmd_status_wait(cli_t *c, int argc, char **argv, bool wait) {
+/* status, wait, cancel, retry: one task id in, the task (after the change)
+ * out. Only `wait` takes --timeout. */
+static int cmd_task(cli_t *c, int argc, char **argv, nx_msg_type_t type) {
+    bool wait = type == NX_MSG_WAIT;
     static const struct option opts[] = {{"timeout", required_argument, 0, 't'}, COMMON_OPTS,
                                          {0, 0, 0, 0}};
     int64_t timeout = 30000;
@@ -501,7 +504,7 @@ static int cmd_status_wait(cli_t *c, int argc, char **argv, bool wait) {
         rc = open_ceo(c, &cl);
     if (rc)
         return rc;
-    nx_msg_t *m = nx_msg_new(wait ? NX_MSG_WAIT : NX_MSG_STATUS), *r = NULL;
+    nx_msg_t *m = nx_msg_new(type), *r = NULL;
     nx_msg_set_uint(m, "task", id);
     if (wait)
         nx_msg_set_uint(m, "timeout_ms", (uint64_t)timeout);
@@ -517,36 +520,6 @@ static int cmd_status_wait(cli_t *c, int argc, char **argv, bool wait) {
         if (wait && strcmp(state, "succeeded") != 0)
             rc = NX_EXIT_FAIL;
     }
-    nx_msg_destroy(&m);
-    nx_msg_destroy(&r);
-    nx_client_destroy(&cl);
-    return rc;
-}
-
-/* cancel and retry: one task id in, the task after the change out. */
-static int cmd_task_verb(cli_t *c, int argc, char **argv, nx_msg_type_t type) {
-    if (common_only(c, argc, argv) < 0)
-        return NX_EXIT_USAGE;
-    uint64_t id;
-    if (optind >= argc) {
-        die_msg(c, "which task? give its id");
-        return NX_EXIT_USAGE;
-    }
-    int rc = parse_task_id(c, argv[optind], &id);
-    nx_client_t *cl = NULL;
-    if (rc == 0)
-        rc = open_ceo(c, &cl);
-    if (rc)
-        return rc;
-    nx_msg_t *m = nx_msg_new(type), *r = NULL;
-    nx_msg_set_uint(m, "task", id);
-    int crc = nx_client_call(cl, m, CALL_TIMEOUT_MS, &r);
-    if (crc < 0)
-        rc = call_failed(c, crc, r);
-    else if (c->json)
-        print_json(task_json(r));
-    else
-        print_task(r);
     nx_msg_destroy(&m);
     nx_msg_destroy(&r);
     nx_client_destroy(&cl);
@@ -1274,17 +1247,17 @@ int nx_cli_main(int argc, char **argv) {
     if (!strcmp(verb, "submit"))
         rc = cmd_submit(&c, sub_argc, sub_argv);
     else if (!strcmp(verb, "status"))
-        rc = cmd_status_wait(&c, sub_argc, sub_argv, false);
+        rc = cmd_task(&c, sub_argc, sub_argv, NX_MSG_STATUS);
     else if (!strcmp(verb, "wait"))
-        rc = cmd_status_wait(&c, sub_argc, sub_argv, true);
+        rc = cmd_task(&c, sub_argc, sub_argv, NX_MSG_WAIT);
     else if (!strcmp(verb, "tasks"))
         rc = cmd_tasks(&c, sub_argc, sub_argv);
     else if (!strcmp(verb, "ps"))
         rc = cmd_ps(&c, sub_argc, sub_argv);
     else if (!strcmp(verb, "cancel"))
-        rc = cmd_task_verb(&c, sub_argc, sub_argv, NX_MSG_CANCEL);
+        rc = cmd_task(&c, sub_argc, sub_argv, NX_MSG_CANCEL);
     else if (!strcmp(verb, "retry"))
-        rc = cmd_task_verb(&c, sub_argc, sub_argv, NX_MSG_RETRY);
+        rc = cmd_task(&c, sub_argc, sub_argv, NX_MSG_RETRY);
     else if (!strcmp(verb, "stats"))
         rc = cmd_stats(&c, sub_argc, sub_argv);
     else if (!strcmp(verb, "events"))
