@@ -878,8 +878,11 @@ static void on_hello(ceo_t *self, zframe_t *from, const char *key, const nx_msg_
     }
     e->pid = pid;
     e->capacity = (uint32_t)nx_msg_uint(m, "capacity", 1);
-    /* Its count of received tasks is the baseline for what is in flight. */
-    e->sent = nx_msg_uint(m, "received", 0);
+    /* On a new socket its count of received tasks is the baseline for what
+     * is in flight. A repeated hello on the same socket must not reset it:
+     * tasks sent since are still on their way. */
+    if (!same_socket)
+        e->sent = nx_msg_uint(m, "received", 0);
     e->free = (uint32_t)nx_msg_uint(m, "free", e->capacity);
     credit_update(e, m);
     bool was_gone = e->state == EMP_GONE;

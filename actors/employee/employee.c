@@ -62,6 +62,7 @@ typedef struct {
     uint32_t nslots;
     int64_t last_heard_ms;       /* monotonic time of the CEO's last message */
     uint64_t received;           /* TASK messages received on this socket */
+    int64_t last_hello_ms;       /* monotonic time of our last HELLO */
     bool stopping;               /* a STOP arrived */
     char workspace[700];         /* HOME/workspaces/NAME: the agents' writable folder */
     nx_sandbox_profile_t profile; /* the department's sandbox, when it has one */
@@ -99,6 +100,7 @@ static void send_msg(employee_t *self, nx_msg_t *msg) {
 }
 
 static void send_hello(employee_t *self) {
+    self->last_hello_ms = nx_mono_ms();
     nx_msg_t *m = nx_msg_new(NX_MSG_HELLO);
     nx_msg_set_str(m, "name", self->name);
     nx_msg_set_str(m, "dept", self->dept->name);
@@ -341,8 +343,14 @@ static int on_exit_fd(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
              ok ? "ok" : error);
     if (s->flooded)
         s->out_len = 0;
-    send_result(self, s, ok, code, sig, ok ? NULL : error);
+    /* The slot is free before the result goes, so the credit it reports
+     * counts it. */
+    slot_t done = *s; /* takes input and out */
+    s->input = s->out = NULL;
     slot_reset(s);
+    send_result(self, &done, ok, code, sig, ok ? NULL : error);
+    free(done.input);
+    free(done.out);
     return 0;
 }
 
@@ -376,20 +384,24 @@ static int on_sim_done(zloop_t *loop, int timer_id, void *arg) {
     employee_t *self = s_self;
     s->sim_timer = -1;
     const nx_agent_conf_t *a = &self->dept->agent;
-    if (nx_agent_sim_fails(a->seed, s->input, s->input_len, s->attempt, a->fail_rate)) {
-        send_result(self, s, false, 1, 0, "sim: simulated failure");
+    slot_t done = *s; /* takes input; the slot is free before the result goes */
+    s->input = s->out = NULL;
+    slot_reset(s);
+    if (nx_agent_sim_fails(a->seed, done.input, done.input_len, done.attempt, a->fail_rate)) {
+        send_result(self, &done, false, 1, 0, "sim: simulated failure");
     } else {
         const char *prefix = a->output_prefix ? a->output_prefix : "done: ";
         size_t plen = strlen(prefix);
-        s->out = malloc(plen + s->input_len + 1);
-        if (s->out) {
-            memcpy(s->out, prefix, plen);
-            memcpy(s->out + plen, s->input, s->input_len);
-            s->out_len = plen + s->input_len;
+        done.out = malloc(plen + done.input_len + 1);
+        if (done.out) {
+            memcpy(done.out, prefix, plen);
+            memcpy(done.out + plen, done.input, done.input_len);
+            done.out_len = plen + done.input_len;
         }
-        send_result(self, s, s->out != NULL, 0, 0, s->out ? NULL : "out of memory");
+        send_result(self, &done, done.out != NULL, 0, 0, done.out ? NULL : "out of memory");
     }
-    slot_reset(s);
+    free(done.input);
+    free(done.out);
     return 0;
 }
 
@@ -521,6 +533,9 @@ static int on_dealer(zloop_t *loop, zsock_t *sock, void *arg) {
             break;
         case NX_MSG_ERROR:
             if (nx_msg_str(m, "code") && !strcmp(nx_msg_str(m, "code"), "not_registered")) {
+                /* Several messages may be refused at once; one hello will do. */
+                if (nx_mono_ms() - self->last_hello_ms < self->company->heartbeat_ms)
+                    break;
                 nx_info("the CEO does not know us (it restarted?); saying hello again");
                 send_hello(self);
             } else
