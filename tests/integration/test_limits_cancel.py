@@ -21,7 +21,7 @@ departments:
     agent: {kind: exec, command: "sleep 30"}
     employees: 1
     timeout: {soft: 1s}
-  stubborn:
+  defiant:
     agent: {kind: exec, command: ["sh", "-c", "trap '' TERM; sleep 30"]}
     employees: 1
     timeout: {soft: 500ms, hard: 1500ms}
@@ -57,7 +57,7 @@ def main():
         w = status(c, tid)
         check(w["state"] == "failed" and "soft time limit (1000 ms) exceeded" in w["error"],
               f"soft limit: {w['error']} after {time.time() - t0:.1f}s")
-        tid = c.run("submit", "--dept", "stubborn", "x", check_rc=0).stdout.strip()
+        tid = c.run("submit", "--dept", "defiant", "x", check_rc=0).stdout.strip()
         c.run("wait", tid, "--timeout", "20s")
         w = status(c, tid)
         check(w["state"] == "failed" and "hard time limit (1500 ms) exceeded" in w["error"],
