@@ -1,7 +1,9 @@
 /*  bench_spawn - sandboxed spawn latency: `nexus sandbox run -- /bin/true`
  *  against a plain fork + exec of /bin/true, `bwrap` with comparable
  *  isolation, and `unshare` from util-linux, all measured in one run on
- *  the same machine. Prints JSON: p50/p99/mean per method and the ratios.
+ *  the same machine; and nx_sandbox_spawn() called from a running process,
+ *  the path an employee takes for every agent (no nexus binary to start).
+ *  Prints JSON: p50/p99/mean per method and the ratios.
  *
  *  Usage: bench_spawn NEXUS_BINARY [N]   (N spawns per method, default 200) */
 #define _GNU_SOURCE
@@ -13,6 +15,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "nx_sandbox.h"
 
 extern char **environ;
 
@@ -63,6 +67,37 @@ static void measure(method_t *m, int n) {
     free(t);
 }
 
+/* The path an employee takes: nx_sandbox_spawn() from a running process,
+ * without starting the nexus binary. */
+static void measure_library(method_t *m, int n) {
+    double *t = calloc((size_t)n, sizeof *t);
+    nx_sandbox_profile_t p = {.net = NX_NET_NONE};
+    char *argv[] = {"/bin/true", NULL};
+    nx_spawn_opts_t o = {.argv = argv, .profile = &p};
+    for (int i = 0; i < n; i++) {
+        double t0 = now_us();
+        nx_child_t c;
+        char err[256];
+        int st = -1;
+        if (nx_sandbox_spawn(&o, &c, err, sizeof err) == 0) {
+            waitpid(c.pid, &st, 0);
+            st = nx_sandbox_reap(&c, st);
+        }
+        t[i] = now_us() - t0;
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            m->failures++;
+    }
+    qsort(t, (size_t)n, sizeof *t, cmp);
+    double sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += t[i];
+    m->p50 = t[n / 2] / 1000;
+    m->p99 = t[(n * 99) / 100 >= n ? n - 1 : (n * 99) / 100] / 1000;
+    m->mean = sum / n / 1000;
+    m->ran = m->failures < n;
+    free(t);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_spawn NEXUS_BINARY [N]\n");
@@ -83,7 +118,8 @@ int main(int argc, char **argv) {
     method_t m[] = {{"fork_exec", plain_argv, 0, 0, 0, 0, false},
                     {"nexus_sandbox", nexus_argv, 0, 0, 0, 0, false},
                     {"bwrap", bwrap_argv, 0, 0, 0, 0, false},
-                    {"unshare", unshare_argv, 0, 0, 0, 0, false}};
+                    {"unshare", unshare_argv, 0, 0, 0, 0, false},
+                    {"nexus_sandbox_library", plain_argv, 0, 0, 0, 0, false}};
     size_t nm = sizeof m / sizeof m[0];
     for (size_t i = 0; i < nm; i++) {
         if (access(m[i].argv[0], X_OK) != 0) {
@@ -91,7 +127,10 @@ int main(int argc, char **argv) {
             continue;
         }
         fprintf(stderr, "bench_spawn: %s x %d ...\n", m[i].name, n);
-        measure(&m[i], n);
+        if (i == nm - 1)
+            measure_library(&m[i], n);
+        else
+            measure(&m[i], n);
     }
     printf("{\n  \"benchmark\": \"sandboxed spawn of /bin/true\",\n  \"spawns\": %d,\n", n);
     printf("  \"cpus\": %ld,\n  \"results\": {\n", sysconf(_SC_NPROCESSORS_ONLN));
@@ -112,6 +151,9 @@ int main(int argc, char **argv) {
     }
     if (m[1].ran && m[2].ran)
         printf("%s\"nexus_p50_vs_bwrap\": %.2f", first ? "" : ", ", m[1].p50 / m[2].p50);
+    if (m[4].ran && m[2].ran)
+        printf(", \"nexus_library_p50_vs_bwrap\": %.2f, \"nexus_library_p50_vs_fork_exec\": %.2f",
+               m[4].p50 / m[2].p50, m[4].p50 / m[0].p50);
     printf("}\n}\n");
     return 0;
 }
