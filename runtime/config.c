@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #include "nx_runtime.h"
@@ -336,6 +337,43 @@ static int get_paths(ctx_t *c, const yaml_node_t *n, const char *path, char ***r
     return 0;
 }
 
+/* Names of environment variables: [A-Z_][A-Z0-9_]*. */
+static int get_env_names(ctx_t *c, const yaml_node_t *n, const char *path, char ***ret) {
+    if (n->type != YAML_SEQUENCE_NODE)
+        return fail(c, n, path, "expected a list of environment variable names");
+    size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    char **list = calloc(cnt + 1, sizeof *list);
+    if (!list)
+        return -ENOMEM;
+    *ret = list;
+    for (size_t i = 0; i < cnt; i++) {
+        yaml_node_t *it = yaml_document_get_node(c->doc, n->data.sequence.items.start[i]);
+        const char *s = scalar(it);
+        bool ok = s && *s && !(s[0] >= '0' && s[0] <= '9');
+        for (const char *p = s; ok && *p; p++)
+            ok = (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_';
+        if (!ok)
+            return fail(c, it, path, "'%s' is not an environment variable name (A-Z 0-9 _)",
+                        s ? s : "");
+        list[i] = strdup(s);
+    }
+    return 0;
+}
+
+/* Credential files must exist and be private to their owner: a secret
+ * that group or others can read is refused rather than passed on. */
+static int check_private(ctx_t *c, const yaml_node_t *n, const char *path, char **files) {
+    for (size_t i = 0; files && files[i]; i++) {
+        struct stat st;
+        if (stat(files[i], &st) < 0)
+            return fail(c, n, path, "%s: %s", files[i], strerror(errno));
+        if (st.st_mode & 077)
+            return fail(c, n, path, "%s is readable by group or others (mode %04o); chmod 600 it",
+                        files[i], (unsigned)(st.st_mode & 07777));
+    }
+    return 0;
+}
+
 static int parse_sandbox(ctx_t *c, const yaml_node_t *n, const char *path, nx_dept_conf_t *d) {
     const char *s = scalar(n);
     if (s) {
@@ -379,8 +417,15 @@ static int parse_sandbox(ctx_t *c, const yaml_node_t *n, const char *path, nx_de
         } else if (key && !strcmp(key, "cpu")) {
             rc = get_uint(c, v, fpath, 1, 100000, &u);
             d->sandbox_cpu = (uint32_t)u;
+        } else if (key && !strcmp(key, "env"))
+            rc = get_env_names(c, v, fpath, &d->credential_env);
+        else if (key && !strcmp(key, "credential_files")) {
+            rc = get_paths(c, v, fpath, &d->credential_files);
+            if (rc == 0)
+                rc = check_private(c, v, fpath, d->credential_files);
         } else
-            return fail(c, k, fpath, "unknown key (known: profile, net, ro, rw, mem, pids, cpu)");
+            return fail(c, k, fpath, "unknown key (known: profile, net, ro, rw, mem, pids, cpu, "
+                                     "env, credential_files)");
         if (rc < 0)
             return rc;
     }
@@ -647,8 +692,9 @@ void nx_company_destroy(nx_company_t **self_p) {
                 free(*a);
         free(co->depts[i].agent.command);
         free(co->depts[i].agent.output_prefix);
-        char **lists[] = {co->depts[i].sandbox_ro, co->depts[i].sandbox_rw};
-        for (int l = 0; l < 2; l++) {
+        char **lists[] = {co->depts[i].sandbox_ro, co->depts[i].sandbox_rw,
+                          co->depts[i].credential_env, co->depts[i].credential_files};
+        for (int l = 0; l < 4; l++) {
             if (lists[l])
                 for (char **a = lists[l]; *a; a++)
                     free(*a);

@@ -101,6 +101,8 @@ typedef struct {
     uint64_t sandbox_mem;       /* memory limit in bytes; 0 = none */
     uint64_t sandbox_pids;      /* process limit; 0 = none */
     uint32_t sandbox_cpu;       /* CPU quota, percent of one core; 0 = none */
+    char **credential_env;      /* variables passed to this department's agents only; owned */
+    char **credential_files;    /* files bound read-only for its agents only (mode 0600); owned */
 } nx_dept_conf_t;
 
 typedef struct {

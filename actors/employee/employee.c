@@ -51,6 +51,11 @@ typedef struct {
 } slot_t;
 
 typedef struct {
+    char *name;   /* what replaces it: "[redacted:NAME]" */
+    char *value;  /* the secret itself */
+} secret_t;
+
+typedef struct {
     nx_company_t *company;       /* the loaded company file */
     const nx_dept_conf_t *dept;  /* this employee's department */
     const char *name;            /* this employee */
@@ -65,6 +70,10 @@ typedef struct {
     int64_t last_hello_ms;       /* monotonic time of our last HELLO */
     bool stopping;               /* a STOP arrived */
     char workspace[700];         /* HOME/workspaces/NAME: the agents' writable folder */
+    secret_t *secrets;           /* values to scrub from everything we report (owned) */
+    size_t nsecrets;
+    char **agent_env;            /* NAME=value of the department's credential variables */
+    size_t nagent_env;
     nx_sandbox_profile_t profile; /* the department's sandbox, when it has one */
 } employee_t;
 
@@ -165,6 +174,33 @@ static void slot_reset(slot_t *s) {
     s->soft_timer = s->hard_timer = s->sim_timer = -1;
 }
 
+/* Replaces every secret value in buf[0..*len) with [redacted:NAME], in
+ * place (the buffer is reallocated when it grows). */
+static void scrub(employee_t *self, char **buf, size_t *len) {
+    for (size_t i = 0; i < self->nsecrets && *buf; i++) {
+        const char *v = self->secrets[i].value;
+        size_t vlen = strlen(v);
+        if (!memmem(*buf, *len, v, vlen))
+            continue;
+        char *out = NULL;
+        size_t outlen = 0;
+        FILE *f = open_memstream(&out, &outlen);
+        if (!f)
+            return;
+        const char *p = *buf, *end = *buf + *len, *hit;
+        while ((hit = memmem(p, (size_t)(end - p), v, vlen))) {
+            fwrite(p, 1, (size_t)(hit - p), f);
+            fprintf(f, "[redacted:%s]", self->secrets[i].name);
+            p = hit + vlen;
+        }
+        fwrite(p, 1, (size_t)(end - p), f);
+        fclose(f);
+        free(*buf);
+        *buf = out;
+        *len = outlen;
+    }
+}
+
 static void send_result(employee_t *self, slot_t *s, bool ok, int exit_code, int sig,
                         const char *error) {
     nx_msg_t *m = nx_msg_new(NX_MSG_RESULT);
@@ -173,9 +209,17 @@ static void send_result(employee_t *self, slot_t *s, bool ok, int exit_code, int
     nx_msg_set_bool(m, "ok", ok);
     nx_msg_set_int(m, "exit_code", exit_code);
     nx_msg_set_int(m, "signal", sig);
+    /* Nothing the agent printed leaves this process with a secret in it:
+     * not the result, not the error, so not the ledger, events or logs. */
+    scrub(self, &s->out, &s->out_len);
     nx_msg_set_bin(m, "output", s->out ? s->out : "", s->out_len);
-    if (error)
-        nx_msg_set_str(m, "error", error);
+    if (error) {
+        char *e = strdup(error);
+        size_t elen = e ? strlen(e) : 0;
+        scrub(self, &e, &elen);
+        nx_msg_set_str(m, "error", e ? e : "agent failed");
+        free(e);
+    }
     nx_msg_set_uint(m, "duration_ms", (uint64_t)(nx_mono_ms() - s->started_ms));
     send_msg(self, m);
     nx_msg_destroy(&m);
@@ -340,7 +384,7 @@ static int on_exit_fd(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
         snprintf(error, sizeof error, "agent exited with status %d%s%s", code, *tail ? ": " : "",
                  tail);
     nx_debug("task %lld attempt %u done: %s", (long long)s->task, s->attempt,
-             ok ? "ok" : error);
+             ok ? "ok" : "failed");
     if (s->flooded)
         s->out_len = 0;
     /* The slot is free before the result goes, so the credit it reports
@@ -464,8 +508,10 @@ static void start_task(employee_t *self, const nx_msg_t *m) {
     snprintf(env_attempt, sizeof env_attempt, "NEXUS_ATTEMPT=%u", s->attempt);
     snprintf(env_emp, sizeof env_emp, "NEXUS_EMPLOYEE=%s", self->name);
     snprintf(env_dept, sizeof env_dept, "NEXUS_DEPARTMENT=%s", self->dept->name);
-    char *envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8",
-                    env_task, env_attempt, env_emp, env_dept, NULL};
+    char *envp[8 + 32] = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8",
+                          env_task, env_attempt, env_emp, env_dept, NULL};
+    for (size_t i = 0; i < self->nagent_env && i < 32; i++)
+        envp[7 + i] = self->agent_env[i];
     int rc = nx_agent_argv(&self->dept->agent, self->exe, &argv);
     nx_spawn_opts_t opts = {.argv = argv, .envp = envp, .cwd = self->workspace,
                             .profile = self->dept->sandbox ? &self->profile : NULL};
@@ -563,6 +609,59 @@ static int on_heartbeat(zloop_t *loop, int timer_id, void *arg) {
     return 0;
 }
 
+static void add_secret(employee_t *self, const char *name, const char *value, size_t len) {
+    if (len < 4)
+        return; /* too short to tell from ordinary text */
+    self->secrets = realloc(self->secrets, (self->nsecrets + 1) * sizeof *self->secrets);
+    self->secrets[self->nsecrets].name = strdup(name);
+    self->secrets[self->nsecrets].value = strndup(value, len);
+    self->nsecrets++;
+}
+
+/* The department's credentials: variables from our environment go to its
+ * agents (and only theirs); files are bound read-only into their sandbox.
+ * Every value, and every long token in a file, is remembered for scrubbing. */
+static void load_credentials(employee_t *self) {
+    for (char **n = self->dept->credential_env; n && *n; n++) {
+        const char *v = getenv(*n);
+        if (!v) {
+            nx_warn("credential variable %s is not set; %s's agents run without it", *n,
+                    self->dept->name);
+            continue;
+        }
+        char *kv = NULL;
+        if (asprintf(&kv, "%s=%s", *n, v) < 0)
+            continue;
+        self->agent_env = realloc(self->agent_env, (self->nagent_env + 1) * sizeof(char *));
+        self->agent_env[self->nagent_env++] = kv;
+        add_secret(self, *n, v, strlen(v));
+    }
+    for (char **f = self->dept->credential_files; f && *f; f++) {
+        if (self->profile.nro < NX_SANDBOX_MAX_BINDS)
+            self->profile.ro[self->profile.nro++] = *f;
+        FILE *fp = fopen(*f, "r");
+        if (!fp)
+            continue; /* a directory (a login folder): bound, nothing to scrub by content */
+        char buf[65536];
+        size_t n = fread(buf, 1, sizeof buf - 1, fp);
+        fclose(fp);
+        buf[n] = '\0';
+        const char *base = strrchr(*f, '/') ? strrchr(*f, '/') + 1 : *f;
+        size_t start = 0, end = n;
+        while (start < end && (buf[start] == ' ' || buf[start] == '\n' || buf[start] == '\t'))
+            start++;
+        while (end > start && (buf[end - 1] == ' ' || buf[end - 1] == '\n' || buf[end - 1] == '\t'))
+            end--;
+        add_secret(self, base, buf + start, end - start);
+        /* Tokens inside a structured file (key: value lines). */
+        char *save = NULL;
+        for (char *tok = strtok_r(buf, " \t\n\r:=\"'", &save); tok;
+             tok = strtok_r(NULL, " \t\n\r:=\"'", &save))
+            if (strlen(tok) >= 16)
+                add_secret(self, base, tok, strlen(tok));
+    }
+}
+
 int nx_employee_run(const nx_employee_opts_t *opts) {
     employee_t self_ = {0}, *self = &self_;
     char err[512];
@@ -610,6 +709,7 @@ int nx_employee_run(const nx_employee_opts_t *opts) {
     p->mem_bytes = self->dept->sandbox_mem;
     p->pids = self->dept->sandbox_pids;
     p->cpu_percent = self->dept->sandbox_cpu;
+    load_credentials(self);
     if (!self->dept->sandbox)
         nx_warn("department %s has 'sandbox: none': its agents run unconfined, with this "
                 "employee's rights",
@@ -646,6 +746,14 @@ out:
     zloop_destroy(&self->loop);
     zsock_destroy(&self->dealer);
     free(self->slots);
+    for (size_t i = 0; i < self->nsecrets; i++) {
+        free(self->secrets[i].name);
+        free(self->secrets[i].value);
+    }
+    free(self->secrets);
+    for (size_t i = 0; i < self->nagent_env; i++)
+        free(self->agent_env[i]);
+    free(self->agent_env);
     nx_info("employee %s stopped", self->name);
     nx_company_destroy(&self->company);
     return rc;
