@@ -403,8 +403,27 @@ static int parse_sandbox(ctx_t *c, const yaml_node_t *n, const char *path, nx_de
                 d->net_host = false;
             else if (net && !strcmp(net, "host"))
                 d->net_host = true;
+            else if (net && !strcmp(net, "allow"))
+                d->net_host = false; /* the list comes with 'allow' */
             else
-                return fail(c, v, fpath, "expected none or host (an allowlist is not built yet)");
+                return fail(c, v, fpath, "expected none, host or allow (with an 'allow' list)");
+        } else if (key && !strcmp(key, "allow")) {
+            if (v->type != YAML_SEQUENCE_NODE)
+                return fail(c, v, fpath, "expected a list of HOST:PORT");
+            size_t cnt = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+            if (cnt == 0 || cnt > 16)
+                return fail(c, v, fpath, "expected 1 to 16 HOST:PORT entries");
+            d->net_allow = calloc(cnt + 1, sizeof(char *));
+            if (!d->net_allow)
+                return -ENOMEM;
+            for (size_t i = 0; i < cnt; i++) {
+                yaml_node_t *it = yaml_document_get_node(c->doc, v->data.sequence.items.start[i]);
+                const char *e = scalar(it);
+                const char *colon = e ? strrchr(e, ':') : NULL;
+                if (!colon || colon == e || !colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1))
+                    return fail(c, it, fpath, "'%s' is not HOST:PORT", e ? e : "");
+                d->net_allow[i] = strdup(e);
+            }
         } else if (key && !strcmp(key, "ro"))
             rc = get_paths(c, v, fpath, &d->sandbox_ro);
         else if (key && !strcmp(key, "rw"))
@@ -424,8 +443,8 @@ static int parse_sandbox(ctx_t *c, const yaml_node_t *n, const char *path, nx_de
             if (rc == 0)
                 rc = check_private(c, v, fpath, d->credential_files);
         } else
-            return fail(c, k, fpath, "unknown key (known: profile, net, ro, rw, mem, pids, cpu, "
-                                     "env, credential_files)");
+            return fail(c, k, fpath, "unknown key (known: profile, net, allow, ro, rw, mem, pids, "
+                                     "cpu, env, credential_files)");
         if (rc < 0)
             return rc;
     }
@@ -693,8 +712,9 @@ void nx_company_destroy(nx_company_t **self_p) {
         free(co->depts[i].agent.command);
         free(co->depts[i].agent.output_prefix);
         char **lists[] = {co->depts[i].sandbox_ro, co->depts[i].sandbox_rw,
-                          co->depts[i].credential_env, co->depts[i].credential_files};
-        for (int l = 0; l < 4; l++) {
+                          co->depts[i].credential_env, co->depts[i].credential_files,
+                          co->depts[i].net_allow};
+        for (int l = 0; l < 5; l++) {
             if (lists[l])
                 for (char **a = lists[l]; *a; a++)
                     free(*a);

@@ -96,6 +96,7 @@ typedef struct {
     int64_t shutdown_ms;        /* grace between SIGTERM and SIGKILL */
     bool sandbox;               /* run agents isolated (profile strict); false = none */
     bool net_host;              /* sandbox network: host instead of none */
+    char **net_allow;           /* sandbox network: allow only these "host:port"; owned */
     char **sandbox_ro;          /* extra read-only binds, NULL-terminated; owned */
     char **sandbox_rw;          /* extra writable binds, NULL-terminated; owned */
     uint64_t sandbox_mem;       /* memory limit in bytes; 0 = none */

@@ -80,7 +80,7 @@ static bool under(const char *path, const char *dir) {
 }
 
 int nx_mount_plan(const nx_sandbox_profile_t *p, const char *exe, const char *cwd,
-                  mount_plan_t *plan, char *err, size_t errlen) {
+                  const char *proxy_socket, mount_plan_t *plan, char *err, size_t errlen) {
     static const char *const system_dirs[] = {"/usr", "/bin", "/sbin", "/lib", "/lib32",
                                               "/lib64", "/libx32", NULL};
     static const char *const etc_files[] = {
@@ -173,6 +173,13 @@ int nx_mount_plan(const nx_sandbox_profile_t *p, const char *exe, const char *cw
             if (rc < 0)
                 snprintf(err, errlen, "working directory %s: %s", cwd, strerror(-rc));
         }
+    }
+    if (rc == 0 && proxy_socket) {
+        rc = add(plan, OP_MKDIR, NULL, "/run", 0755);
+        if (rc == 0)
+            rc = add(plan, OP_TOUCH, NULL, NX_PROXY_INSIDE, 0600);
+        if (rc == 0)
+            rc = add(plan, OP_BIND_RW, proxy_socket, NX_PROXY_INSIDE, 0);
     }
     if (rc < 0 && !*err)
         snprintf(err, errlen, "sandbox mount plan: %s", strerror(-rc));

@@ -29,7 +29,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-typedef enum { NX_NET_NONE, NX_NET_HOST } nx_net_mode_t;
+/* none: loopback only; host: the host's network; allow: loopback plus an
+ * HTTP CONNECT proxy (HTTPS_PROXY) that reaches only the listed host:port. */
+typedef enum { NX_NET_NONE, NX_NET_HOST, NX_NET_ALLOW } nx_net_mode_t;
 
 #define NX_SANDBOX_MAX_BINDS 16
 
@@ -45,6 +47,9 @@ typedef struct {
     uint64_t fsize_bytes;     /* RLIMIT_FSIZE; 0 = 1 GiB */
     uint64_t nofile;          /* RLIMIT_NOFILE; 0 = 1024 */
     uint64_t tmp_bytes;       /* size of the private /tmp; 0 = 256 MiB */
+    const char *allow[NX_SANDBOX_MAX_BINDS]; /* net allow: "host:port" entries */
+    size_t nallow;
+    const char *proxy_exe;    /* net allow: the nexus binary that runs the proxy */
 } nx_sandbox_profile_t;
 
 typedef struct {
@@ -63,6 +68,8 @@ typedef struct {
     int stderr_fd;    /* read end of its stderr, non-blocking; -1 if inherited */
     int status_fd;    /* init's report of the agent's wait status; -1 without sandbox */
     char cgroups[3][160]; /* cgroup directories to remove after exit ("" = none) */
+    pid_t proxy_pid;      /* net allow: the proxy process, 0 = none */
+    char proxy_path[108]; /* net allow: its Unix socket on the host */
 } nx_child_t;
 
 /* Starts the agent. On success returns 0 and fills *ret_child; the caller
@@ -86,6 +93,10 @@ void nx_child_close(nx_child_t *child);
 /* What this machine supports, one line per facility, into buf. Returns 0
  * when a sandbox can be built here, NX-style negative errno otherwise. */
 int nx_sandbox_check(char *buf, size_t len);
+
+/* `nexus sandbox-proxy SOCKET HOST:PORT...`: the allowlisting proxy that a
+ * `net: allow` sandbox reaches through its bound socket. Internal. */
+int nx_proxy_main(int argc, char **argv);
 
 /* `nexus sandbox run [options] -- CMD ARGS` and `nexus sandbox check`.
  * Returns a process exit code: the command's, or 128 + signal. */

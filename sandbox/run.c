@@ -76,7 +76,7 @@ static int add_bind(const char **list, size_t *n, const char *path, const char *
 }
 
 static void usage(FILE *f) {
-    fputs("usage: nexus sandbox run [--net none|host] [--ro PATH] [--rw PATH] [--mem 512M]\n"
+    fputs("usage: nexus sandbox run [--net none|host|allow:HOST:PORT,...] [--ro PATH] [--rw PATH] [--mem 512M]\n"
           "                         [--pids 64] [--cpu PERCENT] [--time 30s] [--cwd DIR] -- CMD ARGS\n"
           "       nexus sandbox check\n",
           f);
@@ -117,9 +117,23 @@ int nx_sandbox_main(int argc, char **argv) {
                 p.net = NX_NET_NONE;
             else if (!strcmp(optarg, "host"))
                 p.net = NX_NET_HOST;
-            else {
-                fprintf(stderr, "nexus sandbox: --net %s: expected none or host (an allowlist "
-                                "proxy is not built yet)\n",
+            else if (!strncmp(optarg, "allow:", 6)) {
+                p.net = NX_NET_ALLOW;
+                static char list[2048];
+                snprintf(list, sizeof list, "%s", optarg + 6);
+                char *save = NULL;
+                for (char *e = strtok_r(list, ",", &save); e; e = strtok_r(NULL, ",", &save)) {
+                    if (p.nallow >= NX_SANDBOX_MAX_BINDS || !strchr(e, ':')) {
+                        fprintf(stderr, "nexus sandbox: --net allow: '%s' is not HOST:PORT (at "
+                                        "most %d)\n",
+                                e, NX_SANDBOX_MAX_BINDS);
+                        return 2;
+                    }
+                    p.allow[p.nallow++] = e;
+                }
+            } else {
+                fprintf(stderr, "nexus sandbox: --net %s: expected none, host or "
+                                "allow:HOST:PORT,...\n",
                         optarg);
                 return 2;
             }
@@ -160,6 +174,10 @@ int nx_sandbox_main(int argc, char **argv) {
         fprintf(stderr, "nexus sandbox run: no command given (nexus sandbox run -- CMD ARGS)\n");
         return 2;
     }
+    static char self_exe[4096];
+    ssize_t len = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
+    if (len > 0)
+        p.proxy_exe = self_exe;
     nx_spawn_opts_t o = {.argv = sub + optind, .cwd = cwd, .profile = &p, .inherit_stdio = true};
     extern char **environ;
     o.envp = environ;

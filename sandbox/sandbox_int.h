@@ -46,7 +46,7 @@ typedef struct {
  * the profile's binds, and the agent's own binary when it lives outside
  * the bound system folders. Returns 0 or -errno (with err). */
 int nx_mount_plan(const nx_sandbox_profile_t *p, const char *exe, const char *cwd,
-                  mount_plan_t *plan, char *err, size_t errlen);
+                  const char *proxy_socket, mount_plan_t *plan, char *err, size_t errlen);
 void nx_mount_plan_free(mount_plan_t *plan);
 /* In the child: runs the plan and pivots into the new root. 0 or -errno. */
 int nx_mount_run(mount_plan_t *plan);
@@ -68,6 +68,13 @@ int nx_cgroup_attach(const nx_sandbox_profile_t *p, pid_t pid, char dirs[3][160]
 void nx_cgroup_remove(char dirs[3][160]);
 /* A one-line description of what cgroups this machine offers us. */
 void nx_cgroup_describe(char *buf, size_t len);
+
+/* ---- proxy.c ---- */
+#define NX_PROXY_PORT 3128
+#define NX_PROXY_INSIDE "/run/nexus-proxy.sock"
+/* In init: listens on 127.0.0.1:3128 in the sandbox's network namespace and
+ * forwards each connection to the bound proxy socket. */
+int nx_proxy_forwarder_start(const char *unix_path);
 
 /* ---- net.c ---- */
 /* In a fresh network namespace: brings loopback up. */

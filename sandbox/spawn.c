@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -142,7 +143,12 @@ static void init_main(spawn_t *s) {
     }
     if (sethostname("nexus-sandbox", 13) < 0)
         child_fail(repfd, STEP_HOSTNAME);
-    if (s->opts->profile->net == NX_NET_NONE && (rc = nx_net_loopback_up()) < 0) {
+    if (s->opts->profile->net != NX_NET_HOST && (rc = nx_net_loopback_up()) < 0) {
+        errno = -rc;
+        child_fail(repfd, STEP_NET);
+    }
+    if (s->opts->profile->net == NX_NET_ALLOW &&
+        (rc = nx_proxy_forwarder_start(NX_PROXY_INSIDE)) < 0) {
         errno = -rc;
         child_fail(repfd, STEP_NET);
     }
@@ -205,6 +211,57 @@ static void init_main(spawn_t *s) {
     _exit(0);
 }
 
+/* Starts `nexus sandbox-proxy` outside the sandbox and waits until its
+ * socket exists. */
+static int start_proxy(const nx_sandbox_profile_t *p, pid_t *ret_pid, char path[108], char *err,
+                       size_t errlen) {
+    static unsigned s_counter;
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/.nexus-proxy-%d", (int)getuid());
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "mkdir %s: %s", dir, strerror(errno));
+        return -errno;
+    }
+    snprintf(path, 108, "%s/%d-%u.sock", dir, (int)getpid(), s_counter++);
+    if (!p->proxy_exe) {
+        snprintf(err, errlen, "net allow: no proxy binary given");
+        return -EINVAL;
+    }
+    char *argv[NX_SANDBOX_MAX_BINDS + 4];
+    size_t n = 0;
+    argv[n++] = (char *)p->proxy_exe;
+    argv[n++] = "sandbox-proxy";
+    argv[n++] = path;
+    for (size_t i = 0; i < p->nallow; i++)
+        argv[n++] = (char *)p->allow[i];
+    argv[n] = NULL;
+    int ready[2];
+    if (pipe2(ready, O_CLOEXEC) < 0)
+        return -errno;
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(ready[1], 1);
+        reset_signals();
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(ready[1]);
+    char c = 0;
+    ssize_t got = pid > 0 ? read(ready[0], &c, 1) : -1;
+    close(ready[0]);
+    if (pid < 0 || got != 1 || c != 'r') {
+        snprintf(err, errlen, "net allow: the proxy did not start");
+        if (pid > 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+        }
+        return -EIO;
+    }
+    *ret_pid = pid;
+    return 0;
+}
+
 static int write_proc(pid_t pid, const char *file, const char *text) {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, file);
@@ -229,6 +286,9 @@ int nx_sandbox_spawn(const nx_spawn_opts_t *opts, nx_child_t *ret_child, char *e
         all[i][0] = all[i][1] = -1;
     char cgroups[3][160] = {"", "", ""};
     bool sandboxed = opts->profile != NULL;
+    pid_t proxy_pid = 0;        /* net allow: the proxy outside */
+    char proxy_path[108] = "";  /* its socket */
+    char **allow_env = NULL;    /* the environment with the proxy variables */
     int rc = 0;
     pid_t pid = -1;
     err[0] = '\0';
@@ -239,6 +299,26 @@ int nx_sandbox_spawn(const nx_spawn_opts_t *opts, nx_child_t *ret_child, char *e
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         goto fail;
     }
+    if (sandboxed && opts->profile->net == NX_NET_ALLOW &&
+        (rc = start_proxy(opts->profile, &proxy_pid, proxy_path, err, errlen)) < 0)
+        goto fail;
+    if (proxy_pid) {
+        /* The agent's environment plus the proxy variables every CLI honours. */
+        size_t n = 0;
+        while (s.envp[n])
+            n++;
+        allow_env = calloc(n + 5, sizeof *allow_env);
+        if (!allow_env) {
+            rc = -ENOMEM;
+            goto fail;
+        }
+        memcpy(allow_env, s.envp, n * sizeof *allow_env);
+        allow_env[n++] = "HTTPS_PROXY=http://127.0.0.1:3128";
+        allow_env[n++] = "https_proxy=http://127.0.0.1:3128";
+        allow_env[n++] = "HTTP_PROXY=http://127.0.0.1:3128";
+        allow_env[n++] = "http_proxy=http://127.0.0.1:3128";
+        s.envp = allow_env;
+    }
     if (sandboxed) {
         const char *exe = strchr(opts->argv[0], '/') ? opts->argv[0] : NULL;
         /* The filter does not depend on the profile yet: compile it once per
@@ -248,11 +328,12 @@ int nx_sandbox_spawn(const nx_spawn_opts_t *opts, nx_child_t *ret_child, char *e
             (rc = nx_seccomp_compile(opts->profile, &s_filter, err, errlen)) < 0)
             goto fail;
         s.filter = s_filter;
-        if ((rc = nx_mount_plan(opts->profile, exe, opts->cwd, &s.plan, err, errlen)) < 0)
+        if ((rc = nx_mount_plan(opts->profile, exe, opts->cwd, proxy_pid ? proxy_path : NULL,
+                                &s.plan, err, errlen)) < 0)
             goto fail;
         unsigned long flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC |
                               CLONE_NEWUTS | CLONE_NEWCGROUP;
-        if (opts->profile->net == NX_NET_NONE)
+        if (opts->profile->net != NX_NET_HOST)
             flags |= CLONE_NEWNET;
         pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
         if (pid == 0)
@@ -347,6 +428,9 @@ int nx_sandbox_spawn(const nx_spawn_opts_t *opts, nx_child_t *ret_child, char *e
         s.rep[0] = -1;
     }
     memcpy(ret_child->cgroups, cgroups, sizeof cgroups);
+    ret_child->proxy_pid = proxy_pid;
+    memcpy(ret_child->proxy_path, proxy_path, sizeof proxy_path);
+    free(allow_env);
     for (int i = 0; i < 3; i++) {
         int fd = i == 0 ? s.in[1] : i == 1 ? s.out[0] : s.err[0];
         if (fd >= 0)
@@ -365,6 +449,12 @@ fail_child:
     waitpid(pid, NULL, 0);
     nx_cgroup_remove(cgroups);
 fail:
+    if (proxy_pid) {
+        kill(proxy_pid, SIGKILL);
+        waitpid(proxy_pid, NULL, 0);
+        unlink(proxy_path);
+    }
+    free(allow_env);
     for (size_t i = 0; i < 5; i++)
         close_pair(all[i]);
     nx_mount_plan_free(&s.plan);
@@ -388,6 +478,12 @@ int nx_sandbox_reap(nx_child_t *child, int raw) {
     }
     nx_child_close(child);
     nx_cgroup_remove(child->cgroups);
+    if (child->proxy_pid > 0) {
+        kill(child->proxy_pid, SIGKILL);
+        waitpid(child->proxy_pid, NULL, 0);
+        unlink(child->proxy_path);
+        child->proxy_pid = 0;
+    }
     return status;
 }
 

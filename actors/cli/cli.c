@@ -1199,7 +1199,7 @@ static void usage(FILE *f) {
           "  events [--follow] [--topic task.] [--limit N]\n"
           "\n"
           "Sandbox:\n"
-          "  sandbox run [--net none|host] [--ro P] [--rw P] [--mem 512M] [--pids 64]\n"
+          "  sandbox run [--net none|host|allow:H:P,..] [--ro P] [--rw P] [--mem 512M] [--pids 64]\n"
           "              [--time 30s] -- CMD   run CMD isolated (see docs/security.md)\n"
           "  sandbox check              what this machine supports\n"
           "\n"
@@ -1226,6 +1226,8 @@ int nx_cli_main(int argc, char **argv) {
     }
     if (!strcmp(verb, "sandbox"))
         return nx_sandbox_main(argc - 1, argv + 1);
+    if (!strcmp(verb, "sandbox-proxy"))
+        return nx_proxy_main(argc - 1, argv + 1);
     if (!strcmp(verb, "help") || !strcmp(verb, "--help") || !strcmp(verb, "-h")) {
         usage(stdout);
         return NX_EXIT_OK;

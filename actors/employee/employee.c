@@ -701,6 +701,12 @@ int nx_employee_run(const nx_employee_opts_t *opts) {
     }
     nx_sandbox_profile_t *p = &self->profile;
     p->net = self->dept->net_host ? NX_NET_HOST : NX_NET_NONE;
+    for (char **a = self->dept->net_allow; a && *a && p->nallow < NX_SANDBOX_MAX_BINDS; a++)
+        p->allow[p->nallow++] = *a;
+    if (p->nallow) {
+        p->net = NX_NET_ALLOW;
+        p->proxy_exe = self->exe;
+    }
     p->rw[p->nrw++] = self->workspace;
     for (char **a = self->dept->sandbox_rw; a && *a && p->nrw < NX_SANDBOX_MAX_BINDS; a++)
         p->rw[p->nrw++] = *a;

@@ -76,6 +76,27 @@ def main():
               f"{name}: inside {got_in} (want {want_in}), outside {got_out}"
               f"{'' if want_out is None else f' (want {want_out})'}")
 
+    # --net allow: only the listed host:port, through the proxy.
+    other = socket.socket()
+    other.bind(("127.0.0.1", 0))
+    other.listen(8)
+    allowed_port = listener.getsockname()[1]
+    other_port = other.getsockname()[1]
+    via = ("def via(port):\n"
+           "    s = socket.create_connection(('127.0.0.1', 3128), timeout=5)\n"
+           "    s.sendall(b'CONNECT 127.0.0.1:%d HTTP/1.1\\r\\n\\r\\n' % port)\n"
+           "    return s.recv(200).split(b'\\r\\n')[0].decode()\n")
+    code = via + f"print(via({allowed_port}) + ' | ' + via({other_port}))"
+    got = outcome(run(code, True, env, extra=("--net", f"allow:127.0.0.1:{allowed_port}")))
+    direct = outcome(run(f"s = socket.create_connection(('127.0.0.1', {other_port}), timeout=2); print('ok')", False, env))
+    check(got == "HTTP/1.1 200 Connection established | HTTP/1.1 403 Forbidden" and direct == "ok",
+          f"--net allow: the listed port is reachable through the proxy, another is refused: {got!r}"
+          f" (outside, the other port is reachable directly: {direct})")
+    code = f"\ntry:\n    socket.create_connection(('127.0.0.1', {allowed_port}), timeout=2); print('ok')\nexcept OSError as e:\n    print(E.errorcode.get(e.errno, 'timeout'))"
+    check(outcome(run(code, True, env, extra=("--net", f"allow:127.0.0.1:{allowed_port}"))) == "ECONNREFUSED",
+          "--net allow: even the listed port is not reachable without the proxy")
+    other.close()
+
     # A read-only bind cannot be written; a writable one can.
     d = tempfile.mkdtemp(prefix="nx-esc-")
     os.chmod(d, 0o777)
