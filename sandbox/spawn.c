@@ -381,6 +381,14 @@ int nx_sandbox_spawn(const nx_spawn_opts_t *opts, nx_child_t *ret_child, char *e
             goto fail_child;
         }
         s.have_cgroup = nx_cgroup_attach(opts->profile, pid, cgroups) > 0;
+        const nx_sandbox_profile_t *pr = opts->profile;
+        static bool s_said;
+        if (!s.have_cgroup && (pr->mem_bytes || pr->pids || pr->cpu_percent) && !s_said) {
+            /* Said once per process, as the fallback is the same every time. */
+            s_said = true;
+            fprintf(stderr, "nexus sandbox: no usable cgroup here; memory and process limits "
+                            "fall back to rlimits (RLIMIT_AS, RLIMIT_NPROC), and no CPU quota\n");
+        }
         if (write(s.go[1], s.have_cgroup ? "c" : "g", 1) != 1) {
             rc = -errno;
             snprintf(err, errlen, "sandbox start: %s", strerror(errno));
