@@ -39,6 +39,19 @@ typedef struct {
     bool ran;
 } method_t;
 
+/* Sorts the n samples (us) into p50/p99/mean (ms) and frees them. */
+static void summarize(method_t *m, double *t, int n) {
+    qsort(t, (size_t)n, sizeof *t, cmp);
+    double sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += t[i];
+    m->p50 = t[n / 2] / 1000;
+    m->p99 = t[(n * 99) / 100 >= n ? n - 1 : (n * 99) / 100] / 1000;
+    m->mean = sum / n / 1000;
+    m->ran = m->failures < n;
+    free(t);
+}
+
 static void measure(method_t *m, int n) {
     double *t = calloc((size_t)n, sizeof *t);
     posix_spawn_file_actions_t fa;
@@ -56,15 +69,7 @@ static void measure(method_t *m, int n) {
             m->failures++;
     }
     posix_spawn_file_actions_destroy(&fa);
-    qsort(t, (size_t)n, sizeof *t, cmp);
-    double sum = 0;
-    for (int i = 0; i < n; i++)
-        sum += t[i];
-    m->p50 = t[n / 2] / 1000;
-    m->p99 = t[(n * 99) / 100 >= n ? n - 1 : (n * 99) / 100] / 1000;
-    m->mean = sum / n / 1000;
-    m->ran = m->failures < n;
-    free(t);
+    summarize(m, t, n);
 }
 
 /* The path an employee takes: nx_sandbox_spawn() from a running process,
@@ -87,15 +92,7 @@ static void measure_library(method_t *m, int n) {
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
             m->failures++;
     }
-    qsort(t, (size_t)n, sizeof *t, cmp);
-    double sum = 0;
-    for (int i = 0; i < n; i++)
-        sum += t[i];
-    m->p50 = t[n / 2] / 1000;
-    m->p99 = t[(n * 99) / 100 >= n ? n - 1 : (n * 99) / 100] / 1000;
-    m->mean = sum / n / 1000;
-    m->ran = m->failures < n;
-    free(t);
+    summarize(m, t, n);
 }
 
 int main(int argc, char **argv) {

@@ -608,17 +608,9 @@ static int cmd_tasks(cli_t *c, int argc, char **argv) {
         bool done = false;
         while (!done) {
             nx_msg_t *r = NULL;
-            int crc = nx_client_recv(cl, CALL_TIMEOUT_MS, &r);
+            int crc = nx_client_recv_reply(cl, id, CALL_TIMEOUT_MS, &r);
             if (crc < 0) {
-                rc = call_failed(c, crc, NULL);
-                goto out;
-            }
-            if (nx_msg_corr(r) != (uint64_t)id) {
-                nx_msg_destroy(&r);
-                continue;
-            }
-            if (nx_msg_type(r) == NX_MSG_ERROR) {
-                rc = call_failed(c, NX_EREMOTE, r);
+                rc = call_failed(c, crc, r);
                 nx_msg_destroy(&r);
                 goto out;
             }
@@ -676,14 +668,11 @@ static int cmd_ps(cli_t *c, int argc, char **argv) {
                "FAILED", "CURRENT");
     for (;;) {
         nx_msg_t *r = NULL;
-        int crc = nx_client_recv(cl, CALL_TIMEOUT_MS, &r);
+        int crc = nx_client_recv_reply(cl, id, CALL_TIMEOUT_MS, &r);
         if (crc < 0) {
-            rc = call_failed(c, crc, NULL);
-            break;
-        }
-        if (nx_msg_corr(r) != (uint64_t)id) {
+            rc = call_failed(c, crc, r);
             nx_msg_destroy(&r);
-            continue;
+            break;
         }
         if (nx_msg_type(r) != NX_MSG_EMPLOYEE_INFO) {
             nx_msg_destroy(&r);
@@ -799,14 +788,11 @@ static int cmd_events(cli_t *c, int argc, char **argv) {
         nx_msg_destroy(&m);
         for (;;) {
             nx_msg_t *r = NULL;
-            int crc = nx_client_recv(cl, CALL_TIMEOUT_MS, &r);
+            int crc = nx_client_recv_reply(cl, id, CALL_TIMEOUT_MS, &r);
             if (crc < 0) {
-                rc = call_failed(c, crc, NULL);
-                goto out;
-            }
-            if (nx_msg_corr(r) != (uint64_t)id) {
+                rc = call_failed(c, crc, r);
                 nx_msg_destroy(&r);
-                continue;
+                goto out;
             }
             if (nx_msg_type(r) != NX_MSG_EVENT) {
                 nx_msg_destroy(&r);

@@ -79,10 +79,7 @@ int nx_client_recv(nx_client_t *self, int64_t timeout_ms, nx_msg_t **ret_msg) {
     }
 }
 
-int nx_client_call(nx_client_t *self, nx_msg_t *req, int64_t timeout_ms, nx_msg_t **ret_reply) {
-    int64_t id = nx_client_send(self, req);
-    if (id < 0)
-        return (int)id;
+int nx_client_recv_reply(nx_client_t *self, int64_t id, int64_t timeout_ms, nx_msg_t **ret_msg) {
     int64_t deadline = nx_mono_ms() + timeout_ms;
     for (;;) {
         nx_msg_t *m = NULL;
@@ -93,7 +90,14 @@ int nx_client_call(nx_client_t *self, nx_msg_t *req, int64_t timeout_ms, nx_msg_
             nx_msg_destroy(&m);
             continue;
         }
-        *ret_reply = m;
+        *ret_msg = m;
         return nx_msg_type(m) == NX_MSG_ERROR ? NX_EREMOTE : 0;
     }
+}
+
+int nx_client_call(nx_client_t *self, nx_msg_t *req, int64_t timeout_ms, nx_msg_t **ret_reply) {
+    int64_t id = nx_client_send(self, req);
+    if (id < 0)
+        return (int)id;
+    return nx_client_recv_reply(self, id, timeout_ms, ret_reply);
 }

@@ -21,6 +21,11 @@ int64_t nx_client_send(nx_client_t *self, nx_msg_t *msg);
  * timeout (the CEO did not answer), or a decode error. */
 int nx_client_recv(nx_client_t *self, int64_t timeout_ms, nx_msg_t **ret_msg);
 
+/* Waits for the next message whose corr is `id` (a streamed reply to one
+ * request), dropping others. An ERROR comes back in *ret_msg with
+ * NX_EREMOTE; a timeout is NX_EUNREACH. */
+int nx_client_recv_reply(nx_client_t *self, int64_t id, int64_t timeout_ms, nx_msg_t **ret_msg);
+
 /* Sends req and waits for the reply whose corr is its id. An ERROR reply is
  * returned in *ret_reply too, with NX_EREMOTE. */
 int nx_client_call(nx_client_t *self, nx_msg_t *req, int64_t timeout_ms, nx_msg_t **ret_reply);
