@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "nx_runtime.h"
+#include "nx_base.h"
 #include "sandbox_int.h"
 
 static bool file_has(const char *path, const char *what) {

@@ -5,7 +5,8 @@
  *
  *    init:  wait for the parent's go (uid/gid maps and cgroups written)
  *           -> setsid -> death signal -> stdio -> mounts + pivot_root
- *           -> hostname -> loopback -> fork the agent -> reap, forward
+ *           -> hostname -> loopback -> read the seccomp filter (the parent
+ *           compiles it meanwhile) -> vfork the agent -> reap, forward
  *              signals, report the agent's exit status, exit
  *    agent: rlimits -> chdir -> close fds -> drop capabilities
  *           -> no_new_privs -> seccomp (last) -> execve
@@ -68,6 +69,30 @@ static void close_others(int keep) {
     syscall(SYS_close_range, keep + 1, ~0U, 0);
 }
 
+/* The same, keeping two fds. */
+static void close_others2(int a, int b) {
+    int lo = a < b ? a : b, hi = a < b ? b : a;
+    if (lo > 3)
+        syscall(SYS_close_range, 3, lo - 1, 0);
+    if (hi > lo + 1)
+        syscall(SYS_close_range, lo + 1, hi - 1, 0);
+    syscall(SYS_close_range, hi + 1, ~0U, 0);
+}
+
+static int read_full(int fd, void *buf, size_t len) {
+    char *p = buf;
+    while (len > 0) {
+        ssize_t n = read(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
 static void reset_signals(void) {
     sigset_t none;
     sigemptyset(&none);
@@ -81,7 +106,7 @@ typedef struct {
     char *const *envp;
     int in[2], out[2], err[2]; /* stdio pipes, -1 when inherited */
     int rep[2];                /* child -> parent reports */
-    int go[2];                 /* parent -> init: maps are written */
+    int go[2];                 /* parent -> init: maps are written, then the filter */
     mount_plan_t plan;
     struct sock_fprog filter;
     bool have_cgroup;
@@ -128,14 +153,13 @@ static void init_main(spawn_t *s) {
     close(s->go[1]);
     if (read(s->go[0], &go, 1) != 1)
         _exit(127); /* the parent died or refused before we started */
-    close(s->go[0]);
     s->have_cgroup = go == 'c'; /* set by the parent after our clone */
     if (setsid() < 0)
         child_fail(repfd, STEP_SETSID);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
         child_fail(repfd, STEP_PDEATHSIG);
     child_stdio(s, repfd);
-    close_others(repfd); /* nothing of the employee's (sockets, files) goes inside */
+    close_others2(repfd, s->go[0]); /* nothing of the employee's goes inside */
     int rc = nx_mount_run(&s->plan);
     if (rc < 0) {
         errno = -rc;
@@ -152,12 +176,24 @@ static void init_main(spawn_t *s) {
         errno = -rc;
         child_fail(repfd, STEP_NET);
     }
+    /* The seccomp filter: the parent compiles it while we build the root. */
+    static struct sock_filter insns[BPF_MAXINSNS];
+    uint32_t ninsns = 0;
+    if (read_full(s->go[0], &ninsns, sizeof ninsns) < 0 || ninsns == 0 || ninsns > BPF_MAXINSNS ||
+        read_full(s->go[0], insns, ninsns * sizeof *insns) < 0) {
+        errno = EPROTO;
+        child_fail(repfd, STEP_SECCOMP);
+    }
+    close(s->go[0]);
+    s->filter = (struct sock_fprog){.len = (unsigned short)ninsns, .filter = insns};
     /* The agent reports exec failures to us on its own pipe; we pass the
      * outcome on, so that the parent learns "ready" only after execve. */
     int ap[2];
     if (pipe2(ap, O_CLOEXEC) < 0)
         child_fail(repfd, STEP_FORK);
-    pid_t agent = fork();
+    /* vfork: the agent borrows our memory until its execve, so nothing is
+     * copied for it; it makes system calls only, then execs or _exits. */
+    pid_t agent = vfork();
     if (agent < 0)
         child_fail(repfd, STEP_FORK);
     if (agent == 0) {
@@ -321,13 +357,6 @@ int nx_sandbox_spawn(const nx_spawn_opts_t *opts, nx_child_t *ret_child, char *e
     }
     if (sandboxed) {
         const char *exe = strchr(opts->argv[0], '/') ? opts->argv[0] : NULL;
-        /* The filter does not depend on the profile yet: compile it once per
-         * process (an employee spawns many agents). */
-        static struct sock_fprog s_filter;
-        if (!s_filter.filter &&
-            (rc = nx_seccomp_compile(opts->profile, &s_filter, err, errlen)) < 0)
-            goto fail;
-        s.filter = s_filter;
         if ((rc = nx_mount_plan(opts->profile, exe, opts->cwd, proxy_pid ? proxy_path : NULL,
                                 &s.plan, err, errlen)) < 0)
             goto fail;
@@ -392,6 +421,21 @@ int nx_sandbox_spawn(const nx_spawn_opts_t *opts, nx_child_t *ret_child, char *e
         if (write(s.go[1], s.have_cgroup ? "c" : "g", 1) != 1) {
             rc = -errno;
             snprintf(err, errlen, "sandbox start: %s", strerror(errno));
+            goto fail_child;
+        }
+        /* The filter does not depend on the profile yet: compile it once per
+         * process (an employee spawns many agents), the first time while the
+         * new sandbox builds its root on the other core. */
+        static struct sock_fprog s_filter;
+        if (!s_filter.filter &&
+            (rc = nx_seccomp_compile(opts->profile, &s_filter, err, errlen)) < 0)
+            goto fail_child;
+        uint32_t ninsns = s_filter.len;
+        if (write(s.go[1], &ninsns, sizeof ninsns) != (ssize_t)sizeof ninsns ||
+            write(s.go[1], s_filter.filter, ninsns * sizeof *s_filter.filter) !=
+                (ssize_t)(ninsns * sizeof *s_filter.filter)) {
+            rc = -EPIPE;
+            snprintf(err, errlen, "sandbox start: the sandbox went away before its filter");
             goto fail_child;
         }
         close(s.go[1]);
