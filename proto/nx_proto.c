@@ -19,7 +19,7 @@
 #include <string.h>
 
 #define NX_MAX_DEPTH 8
-#define NX_MAX_FIELDS 24
+#define NX_MAX_FIELDS 40
 
 typedef struct {
     const char *key;
@@ -52,13 +52,19 @@ static const nx_field_spec_t f_task[] = {F("task", UINT, true), F("attempt", UIN
                                          F("dept", STR, true), F("input", BIN, true),
                                          F("priority", INT, false),
                                          F("soft_timeout_ms", UINT, false),
-                                         F("hard_timeout_ms", UINT, false), END};
+                                         F("hard_timeout_ms", UINT, false),
+                                         F("workspace", STR, false), END};
 static const nx_field_spec_t f_result[] = {
     F("task", UINT, true),     F("attempt", UINT, true), F("ok", BOOL, true),
     F("exit_code", INT, false), F("signal", INT, false), F("output", BIN, false),
     F("error", STR, false),    F("duration_ms", UINT, false), F("free", UINT, false),
-    F("received", UINT, false), END};
-static const nx_field_spec_t f_submit[] = {F("dept", STR, true), F("input", BIN, true),
+    F("received", UINT, false), F("tokens_in", UINT, false), F("tokens_out", UINT, false),
+    F("cost_microusd", UINT, false), F("verdict", STR, false), F("subtasks", STR, false),
+    F("session", STR, false), END};
+static const nx_field_spec_t f_progress[] = {F("task", UINT, true), F("attempt", UINT, true),
+                                             F("text", STR, true), END};
+static const nx_field_spec_t f_submit[] = {F("dept", STR, false), F("input", BIN, true),
+                                           F("workflow", STR, false),
                                            F("priority", INT, false),
                                            F("idem_key", STR, false),
                                            F("max_attempts", UINT, false),
@@ -85,14 +91,18 @@ static const nx_field_spec_t f_stats_info[] = {
     F("queued", UINT, true),         F("delayed", UINT, true),      F("running", UINT, true),
     F("employees", UINT, true),      F("uptime_ms", UINT, true),    END};
 static const nx_field_spec_t f_events[] = {F("topic", STR, false), F("limit", UINT, false),
-                                           END};
+                                           F("task", UINT, false), END};
 static const nx_field_spec_t f_task_info[] = {
     F("task", UINT, true),        F("dept", STR, true),         F("state", STR, true),
     F("priority", INT, true),     F("attempts", UINT, true),    F("max_attempts", UINT, false),
     F("input", BIN, false),       F("output", BIN, false),      F("error", STR, false),
     F("employee", STR, false),    F("exit_code", INT, false),   F("created_ms", UINT, true),
     F("started_ms", UINT, false), F("finished_ms", UINT, false), F("idem_key", STR, false),
-    F("run_after_ms", UINT, false), F("history", STR, false), END};
+    F("run_after_ms", UINT, false), F("history", STR, false), F("parent", UINT, false),
+    F("workflow", STR, false),    F("stage", UINT, false),      F("rejects", UINT, false),
+    F("tokens_in", UINT, false),  F("tokens_out", UINT, false), F("cost_microusd", UINT, false),
+    F("verdict", STR, false),     F("workspace", STR, false),   F("branch", STR, false),
+    F("base", STR, false),        F("commits", STR, false),     F("depth", UINT, false), END};
 static const nx_field_spec_t f_employee_info[] = {
     F("name", STR, true),     F("dept", STR, true),  F("state", STR, true),
     F("pid", UINT, false),    F("capacity", UINT, true), F("busy", UINT, true),
@@ -122,6 +132,7 @@ static const nx_field_spec_t *const s_fields[NX_MSG__COUNT] = {
     [NX_MSG_CANCEL] = f_cancel,       [NX_MSG_RETRY] = f_status,
     [NX_MSG_RUNNING] = f_running,     [NX_MSG_SUPERVISOR] = f_supervisor,
     [NX_MSG_STATS] = f_none,          [NX_MSG_STATS_INFO] = f_stats_info,
+    [NX_MSG_PROGRESS] = f_progress,   [NX_MSG_TREE] = f_status,
 };
 
 #define NX_MSG_NAME(name, wire) [NX_MSG_##name] = wire,
@@ -468,42 +479,61 @@ static bool key_is(const msgpack_object *k, const char *s) {
            memcmp(k->via.str.ptr, s, n) == 0;
 }
 
-/* Valid UTF-8 without NUL and without overlong forms or surrogates. */
+/* The length of the valid UTF-8 character at p (no NUL, no overlong
+ * form, no surrogate), or 0. */
+static size_t utf8_char(const uint8_t *p, const uint8_t *end) {
+    uint8_t c = *p;
+    size_t n;
+    uint32_t cp;
+    if (c == 0)
+        return 0;
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xe0) == 0xc0) {
+        n = 1;
+        cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+        n = 2;
+        cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+        n = 3;
+        cp = c & 0x07;
+    } else
+        return 0;
+    if ((size_t)(end - p) <= n)
+        return 0;
+    for (size_t i = 1; i <= n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n + 1;
+}
+
 static bool utf8_ok(const char *s, size_t len) {
     const uint8_t *p = (const uint8_t *)s, *end = p + len;
     while (p < end) {
-        uint8_t c = *p;
-        size_t n;
-        uint32_t cp;
-        if (c == 0)
+        size_t n = utf8_char(p, end);
+        if (!n)
             return false;
-        if (c < 0x80) {
-            p++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            n = 3;
-            cp = c & 0x07;
-        } else
-            return false;
-        if ((size_t)(end - p) <= n)
-            return false;
-        for (size_t i = 1; i <= n; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        p += n + 1;
+        p += n;
     }
     return true;
+}
+
+void nx_utf8_sanitize(char *s) {
+    uint8_t *p = (uint8_t *)s, *end = p + strlen(s);
+    while (p < end) {
+        size_t n = utf8_char(p, end);
+        if (!n) {
+            *p = '?';
+            n = 1;
+        }
+        p += n;
+    }
 }
 
 #define FAIL(code, ...)                              \

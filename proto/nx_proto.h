@@ -51,6 +51,11 @@ enum { NX_ERRNO_MAP(NX_ERRNO_ENUM) };
 /* A static description of `err` (an NX_E* code or a negative errno). */
 const char *nx_strerror(int err);
 
+/* Makes s (a C string) valid UTF-8 in place: every byte that does not
+ * start a valid character becomes '?'. String fields must be valid UTF-8;
+ * text from an agent is made so before it is sent. */
+void nx_utf8_sanitize(char *s);
+
 /* Message types. The second column is the wire name. */
 #define NX_MSG_TYPES(X)                   \
     X(ERROR, "error")                     \
@@ -82,7 +87,9 @@ const char *nx_strerror(int err);
     X(SUPERVISOR, "supervisor")           \
     X(STATS, "stats")                     \
     X(STATS_INFO, "stats_info")           \
-    X(EVENT, "event")
+    X(EVENT, "event")                     \
+    X(PROGRESS, "progress")               \
+    X(TREE, "tree")
 
 #define NX_MSG_ENUM(name, wire) NX_MSG_##name,
 typedef enum { NX_MSG_TYPES(NX_MSG_ENUM) NX_MSG__COUNT } nx_msg_type_t;

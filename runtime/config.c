@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #include "nx_runtime.h"
@@ -123,16 +124,54 @@ static int get_size(ctx_t *c, const yaml_node_t *n, const char *path, uint64_t *
          (v) = yaml_document_get_node((c)->doc, it->value), 1);                           \
          it++)
 
+static const char *const s_agent_kinds[NX_AGENT__COUNT] = {
+    [NX_AGENT_SIM] = "sim",         [NX_AGENT_EXEC] = "exec",   [NX_AGENT_CLAUDE] = "claude",
+    [NX_AGENT_CODEX] = "codex",     [NX_AGENT_COPILOT] = "copilot",
+    [NX_AGENT_GEMINI] = "gemini",   [NX_AGENT_AIDER] = "aider"};
+#define AGENT_KINDS "sim, exec, claude, codex, copilot, gemini, aider"
+
+const char *nx_agent_kind_name(nx_agent_kind_t kind) {
+    return kind < NX_AGENT__COUNT ? s_agent_kinds[kind] : "?";
+}
+
+int nx_agent_kind_from_name(const char *name, nx_agent_kind_t *ret_kind) {
+    for (int i = 0; name && i < NX_AGENT__COUNT; i++)
+        if (!strcmp(name, s_agent_kinds[i])) {
+            *ret_kind = (nx_agent_kind_t)i;
+            return 0;
+        }
+    return NX_EUSAGE;
+}
+
+/* A list of plain strings (tool names, arguments). */
+static int get_strs(ctx_t *c, const yaml_node_t *n, const char *path, char ***ret) {
+    if (n->type != YAML_SEQUENCE_NODE)
+        return fail(c, n, path, "expected a list of strings");
+    size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    char **list = calloc(cnt + 1, sizeof *list);
+    if (!list)
+        return -ENOMEM;
+    *ret = list;
+    for (size_t i = 0; i < cnt; i++) {
+        yaml_node_t *it = yaml_document_get_node(c->doc, n->data.sequence.items.start[i]);
+        if (!scalar(it))
+            return fail(c, it, path, "item %zu is not a string", i + 1);
+        list[i] = strdup(scalar(it));
+    }
+    return 0;
+}
+
 static int parse_agent(ctx_t *c, const yaml_node_t *n, const char *dpath, nx_agent_conf_t *a) {
     char path[256];
     snprintf(path, sizeof path, "%s.agent", dpath);
     if (n->type == YAML_SCALAR_NODE) {
-        /* Shorthand: "agent: sim" */
-        if (strcmp(scalar(n), "sim") == 0) {
-            a->kind = NX_AGENT_SIM;
-            return 0;
-        }
-        return fail(c, n, path, "unknown agent kind '%s' (known: sim, exec)", scalar(n));
+        /* Shorthand: "agent: sim", "agent: claude" */
+        if (nx_agent_kind_from_name(scalar(n), &a->kind) < 0)
+            return fail(c, n, path, "unknown agent kind '%s' (known: " AGENT_KINDS ")",
+                        scalar(n));
+        if (a->kind == NX_AGENT_EXEC)
+            return fail(c, n, path, "an exec agent needs 'command'");
+        return 0;
     }
     if (n->type != YAML_MAPPING_NODE)
         return fail(c, n, path, "expected a mapping with 'kind'");
@@ -148,12 +187,8 @@ static int parse_agent(ctx_t *c, const yaml_node_t *n, const char *dpath, nx_age
             return fail(c, k, path, "keys must be strings");
         if (!strcmp(key, "kind")) {
             const char *s = scalar(v);
-            if (s && !strcmp(s, "sim"))
-                a->kind = NX_AGENT_SIM;
-            else if (s && !strcmp(s, "exec"))
-                a->kind = NX_AGENT_EXEC;
-            else
-                return fail(c, v, fpath, "unknown agent kind '%s' (known: sim, exec)",
+            if (nx_agent_kind_from_name(s, &a->kind) < 0)
+                return fail(c, v, fpath, "unknown agent kind '%s' (known: " AGENT_KINDS ")",
                             s ? s : "");
             have_kind = true;
         } else if (!strcmp(key, "command")) {
@@ -195,14 +230,39 @@ static int parse_agent(ctx_t *c, const yaml_node_t *n, const char *dpath, nx_age
             rc = get_size(c, v, fpath, &a->max_output);
         else if (!strcmp(key, "inprocess"))
             rc = get_bool(c, v, fpath, &a->inprocess);
-        else
-            return fail(c, k, fpath, "unknown key (known: kind, command, work, jitter, "
-                                     "fail_rate, seed, output, max_output, inprocess)");
+        else if (!strcmp(key, "binary"))
+            rc = get_str(c, v, fpath, &a->binary);
+        else if (!strcmp(key, "model"))
+            rc = get_str(c, v, fpath, &a->model);
+        else if (!strcmp(key, "permission_mode"))
+            rc = get_str(c, v, fpath, &a->permission_mode);
+        else if (!strcmp(key, "allowed_tools"))
+            rc = get_strs(c, v, fpath, &a->allowed_tools);
+        else if (!strcmp(key, "args"))
+            rc = get_strs(c, v, fpath, &a->args);
+        else if (!strcmp(key, "crash_rate"))
+            rc = get_number(c, v, fpath, 0, 1, &a->crash_rate);
+        else if (!strcmp(key, "reject_rate"))
+            rc = get_number(c, v, fpath, 0, 1, &a->reject_rate);
+        else if (!strcmp(key, "subtasks")) {
+            rc = get_uint(c, v, fpath, 0, 100, &u);
+            a->subtasks = (uint32_t)u;
+        } else if (!strcmp(key, "distribution")) {
+            const char *s = scalar(v);
+            if (s && !strcmp(s, "exponential"))
+                a->work_exponential = true;
+            else if (!s || strcmp(s, "uniform"))
+                return fail(c, v, fpath, "expected 'uniform' or 'exponential'");
+        } else
+            return fail(c, k, fpath, "unknown key (known: kind, command, binary, model, "
+                                     "permission_mode, allowed_tools, args, work, jitter, "
+                                     "distribution, fail_rate, crash_rate, reject_rate, "
+                                     "subtasks, seed, output, max_output, inprocess)");
         if (rc < 0)
             return rc;
     }
     if (!have_kind)
-        return fail(c, n, path, "'kind' is missing (sim or exec)");
+        return fail(c, n, path, "'kind' is missing (" AGENT_KINDS ")");
     if (a->kind == NX_AGENT_EXEC && !a->command)
         return fail(c, n, path, "an exec agent needs 'command'");
     return 0;
@@ -497,6 +557,11 @@ static int parse_dept(ctx_t *c, nx_company_t *co, const yaml_node_t *kn, const y
         if (!strcmp(key, "agent")) {
             rc = parse_agent(c, v, path, &co->depts[idx].agent);
             have_agent = true;
+        } else if (!strcmp(key, "role")) {
+            rc = get_str(c, v, fpath, &co->depts[idx].role);
+            if (rc == 0 && !nx_name_ok(co->depts[idx].role))
+                return fail(c, v, fpath, "a role is one word of a-z 0-9 . _ - (product, "
+                                         "engineering, qa, ...)");
         } else if (!strcmp(key, "employees"))
             emps = v;
         else if (!strcmp(key, "capacity")) {
@@ -515,7 +580,7 @@ static int parse_dept(ctx_t *c, nx_company_t *co, const yaml_node_t *kn, const y
             rc = parse_sandbox(c, v, fpath, &co->depts[idx]);
         else
             return fail(c, k, fpath,
-                        "unknown key (known: agent, employees, capacity, max_attempts, retry, "
+                        "unknown key (known: role, agent, employees, capacity, max_attempts, retry, "
                         "timeout, supervision, sandbox)");
         if (rc < 0)
             return rc;
@@ -571,12 +636,99 @@ static int parse_dept(ctx_t *c, nx_company_t *co, const yaml_node_t *kn, const y
     return 0;
 }
 
+/* Appends the department called `name` as the workflow's next stage. */
+static int add_stage(ctx_t *c, nx_company_t *co, nx_workflow_conf_t *w, const yaml_node_t *at,
+                     const char *path, const char *name) {
+    int d = nx_company_dept(co, name);
+    if (d < 0)
+        return fail(c, at, path, "stage '%s' is not a department", name);
+    size_t *more = realloc(w->stages, (w->nstages + 1) * sizeof *more);
+    if (!more)
+        return -ENOMEM;
+    w->stages = more;
+    w->stages[w->nstages++] = (size_t)d;
+    return 0;
+}
+
+/* "feature: product -> engineering -> qa", or a mapping with stages (a
+ * list or that arrow string) and max_rejects. */
+static int parse_workflow(ctx_t *c, nx_company_t *co, const yaml_node_t *kn,
+                          const yaml_node_t *n) {
+    const char *name = scalar(kn);
+    char path[128];
+    snprintf(path, sizeof path, "workflows.%s", name ? name : "?");
+    if (!name || !nx_name_ok(name))
+        return fail(c, kn, path, "workflow name must be 1-64 of a-z 0-9 . _ -");
+    if (nx_company_workflow(co, name))
+        return fail(c, kn, path, "workflow is defined twice");
+    nx_workflow_conf_t *w = realloc(co->workflows, (co->nworkflows + 1) * sizeof *w);
+    if (!w)
+        return -ENOMEM;
+    co->workflows = w;
+    w = &co->workflows[co->nworkflows++];
+    memset(w, 0, sizeof *w);
+    w->name = strdup(name);
+    w->max_rejects = 3;
+    const yaml_node_t *stages = n;
+    if (n->type == YAML_MAPPING_NODE) {
+        stages = NULL;
+        yaml_node_t *k, *v;
+        FOR_PAIRS(c, n, k, v) {
+            const char *key = scalar(k);
+            char fpath[200];
+            uint64_t u;
+            snprintf(fpath, sizeof fpath, "%s.%s", path, key ? key : "?");
+            if (key && !strcmp(key, "stages"))
+                stages = v;
+            else if (key && !strcmp(key, "max_rejects")) {
+                int rc = get_uint(c, v, fpath, 0, 100, &u);
+                if (rc < 0)
+                    return rc;
+                w->max_rejects = (uint32_t)u;
+            } else
+                return fail(c, k, fpath, "unknown key (known: stages, max_rejects)");
+        }
+        if (!stages)
+            return fail(c, n, path, "'stages' is missing");
+    }
+    char spath[160];
+    snprintf(spath, sizeof spath, "%s.stages", path);
+    if (stages->type == YAML_SCALAR_NODE) {
+        char *text = strdup(scalar(stages)), *save = NULL;
+        if (!text)
+            return -ENOMEM;
+        int rc = 0;
+        for (char *arrow = strstr(text, "->"); arrow; arrow = strstr(arrow, "->"))
+            arrow[0] = arrow[1] = ' ';
+        for (char *tok = strtok_r(text, " \t", &save); tok && rc == 0;
+             tok = strtok_r(NULL, " \t", &save))
+            rc = add_stage(c, co, w, stages, spath, tok);
+        free(text);
+        if (rc < 0)
+            return rc;
+    } else if (stages->type == YAML_SEQUENCE_NODE) {
+        for (yaml_node_item_t *it = stages->data.sequence.items.start;
+             it < stages->data.sequence.items.top; it++) {
+            yaml_node_t *sn = yaml_document_get_node(c->doc, *it);
+            if (!scalar(sn))
+                return fail(c, sn, spath, "a stage is a department name");
+            int rc = add_stage(c, co, w, sn, spath, scalar(sn));
+            if (rc < 0)
+                return rc;
+        }
+    } else
+        return fail(c, stages, spath, "expected 'a -> b -> c' or a list of departments");
+    if (w->nstages == 0)
+        return fail(c, stages, spath, "a workflow needs at least one stage");
+    return 0;
+}
+
 static int parse_root(ctx_t *c, nx_company_t *co, const yaml_node_t *root) {
     if (!root)
         return fail(c, NULL, "(document)", "the file is empty");
     if (root->type != YAML_MAPPING_NODE)
         return fail(c, root, "(document)", "expected a mapping with company and departments");
-    yaml_node_t *k, *v, *depts = NULL;
+    yaml_node_t *k, *v, *depts = NULL, *workflows = NULL;
     FOR_PAIRS(c, root, k, v) {
         const char *key = scalar(k);
         int rc = 0;
@@ -588,6 +740,37 @@ static int parse_root(ctx_t *c, nx_company_t *co, const yaml_node_t *root) {
                 return fail(c, v, "company", "name must be 1-64 of a-z 0-9 . _ -");
         } else if (!strcmp(key, "departments"))
             depts = v;
+        else if (!strcmp(key, "workflows"))
+            workflows = v;
+        else if (!strcmp(key, "repo")) {
+            char *repo = NULL;
+            rc = get_str(c, v, "repo", &repo);
+            if (rc == 0) {
+                /* Relative to the company file. */
+                char buf[PATH_MAX * 2];
+                if (repo[0] == '/')
+                    snprintf(buf, sizeof buf, "%s", repo);
+                else {
+                    const char *slash = strrchr(co->path, '/');
+                    snprintf(buf, sizeof buf, "%.*s/%s", (int)(slash - co->path), co->path, repo);
+                }
+                char abs[PATH_MAX];
+                struct stat st;
+                if (!realpath(buf, abs) || stat(abs, &st) < 0 || !S_ISDIR(st.st_mode)) {
+                    free(repo);
+                    return fail(c, v, "repo", "'%s' is not a folder", buf);
+                }
+                char git[PATH_MAX + 8];
+                snprintf(git, sizeof git, "%s/.git", abs);
+                if (access(git, F_OK) < 0) {
+                    free(repo);
+                    return fail(c, v, "repo", "'%s' is not a git repository (no .git)", abs);
+                }
+                co->repo = strdup(abs);
+            }
+            free(repo);
+        } else if (!strcmp(key, "worktree_retention"))
+            rc = get_duration(c, v, "worktree_retention", &co->worktree_retention_ms);
         else if (!strcmp(key, "ceo")) {
             if (v->type != YAML_MAPPING_NODE)
                 return fail(c, v, "ceo", "expected a mapping");
@@ -635,7 +818,8 @@ static int parse_root(ctx_t *c, nx_company_t *co, const yaml_node_t *root) {
                                 lkey ? lkey : "?");
             }
         } else
-            return fail(c, k, key, "unknown key (known: company, ceo, ledger, departments)");
+            return fail(c, k, key, "unknown key (known: company, ceo, ledger, departments, "
+                                   "workflows, repo, worktree_retention)");
         if (rc < 0)
             return rc;
     }
@@ -651,6 +835,14 @@ static int parse_root(ctx_t *c, nx_company_t *co, const yaml_node_t *root) {
         if (rc < 0)
             return rc;
     }
+    if (workflows && workflows->type != YAML_MAPPING_NODE)
+        return fail(c, workflows, "workflows", "expected a mapping of name: stages");
+    if (workflows)
+        FOR_PAIRS(c, workflows, k, v) {
+            int rc = parse_workflow(c, co, k, v);
+            if (rc < 0)
+                return rc;
+        }
     return 0;
 }
 
@@ -675,6 +867,7 @@ int nx_company_load(const char *path, nx_company_t **ret_company, char *err, siz
     co->heartbeat_ms = 1000;
     co->liveness = 3;
     co->sync_full = true;
+    co->worktree_retention_ms = 24 * 3600 * 1000;
     char abs[PATH_MAX];
     co->path = strdup(realpath(path, abs) ? abs : path);
     if (!yaml_parser_load(&parser, &doc)) {
@@ -711,10 +904,15 @@ void nx_company_destroy(nx_company_t **self_p) {
                 free(*a);
         free(co->depts[i].agent.command);
         free(co->depts[i].agent.output_prefix);
+        free(co->depts[i].agent.binary);
+        free(co->depts[i].agent.model);
+        free(co->depts[i].agent.permission_mode);
+        free(co->depts[i].role);
         char **lists[] = {co->depts[i].sandbox_ro, co->depts[i].sandbox_rw,
                           co->depts[i].credential_env, co->depts[i].credential_files,
-                          co->depts[i].net_allow};
-        for (int l = 0; l < 5; l++) {
+                          co->depts[i].net_allow, co->depts[i].agent.allowed_tools,
+                          co->depts[i].agent.args};
+        for (int l = 0; l < 7; l++) {
             if (lists[l])
                 for (char **a = lists[l]; *a; a++)
                     free(*a);
@@ -723,6 +921,12 @@ void nx_company_destroy(nx_company_t **self_p) {
     }
     for (size_t i = 0; i < co->nemployees; i++)
         free(co->employees[i].name);
+    for (size_t i = 0; i < co->nworkflows; i++) {
+        free(co->workflows[i].name);
+        free(co->workflows[i].stages);
+    }
+    free(co->workflows);
+    free(co->repo);
     free(co->depts);
     free(co->employees);
     free(co->path);
@@ -748,6 +952,13 @@ int nx_company_dept(const nx_company_t *self, const char *name) {
         if (!strcmp(self->depts[i].name, name))
             return (int)i;
     return -1;
+}
+
+const nx_workflow_conf_t *nx_company_workflow(const nx_company_t *self, const char *name) {
+    for (size_t i = 0; name && i < self->nworkflows; i++)
+        if (!strcmp(self->workflows[i].name, name))
+            return &self->workflows[i];
+    return NULL;
 }
 
 int nx_company_employee(const nx_company_t *self, const char *name) {

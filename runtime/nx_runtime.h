@@ -40,14 +40,39 @@ void nx_signals_unblock(void);
 
 /* ---- the company file ---- */
 
-typedef enum { NX_AGENT_SIM, NX_AGENT_EXEC } nx_agent_kind_t;
+/* Which adapter turns a task into a command and its output into a result
+ * (actors/agents/, one file each). */
+typedef enum {
+    NX_AGENT_SIM,
+    NX_AGENT_EXEC,
+    NX_AGENT_CLAUDE,
+    NX_AGENT_CODEX,
+    NX_AGENT_COPILOT,
+    NX_AGENT_GEMINI,
+    NX_AGENT_AIDER,
+    NX_AGENT__COUNT
+} nx_agent_kind_t;
+const char *nx_agent_kind_name(nx_agent_kind_t kind);
+int nx_agent_kind_from_name(const char *name, nx_agent_kind_t *ret_kind);
 
 typedef struct {
     nx_agent_kind_t kind;  /* which adapter runs the task */
-    char **command;        /* exec: argv, NULL-terminated; owned */
+    char **command;        /* exec: argv, NULL-terminated; "{input}" in an argument is
+                            * replaced by the task input (then stdin is empty); owned */
+    char *binary;          /* CLI adapters: the program to run (default: its name on PATH) */
+    char *model;           /* CLI adapters: --model; owned, may be NULL */
+    char *permission_mode; /* claude --permission-mode, gemini --approval-mode, codex
+                            * --sandbox; owned, may be NULL */
+    char **allowed_tools;  /* claude --allowedTools, copilot --allow-tool, gemini
+                            * --allowed-tools; NULL-terminated; owned */
+    char **args;           /* extra arguments after the adapter's own; owned */
     int64_t work_ms;       /* sim: mean work time */
     int64_t jitter_ms;     /* sim: +- uniform jitter on work time */
+    bool work_exponential; /* sim: work time exponential with mean work_ms */
     double fail_rate;      /* sim: share of tasks that exit non-zero, 0..1 */
+    double crash_rate;     /* sim: share of tasks that die of SIGSEGV, 0..1 */
+    double reject_rate;    /* sim in a qa role: share of reviews that reject, 0..1 */
+    uint32_t subtasks;     /* sim in a product role: subtasks its plan lists */
     uint64_t seed;         /* sim: makes failures and jitter reproducible */
     char *output_prefix;   /* sim: result = prefix + input; owned */
     uint64_t max_output;   /* bytes of stdout kept; past it the agent is killed */
@@ -65,6 +90,7 @@ const char *nx_restart_name(nx_restart_t r);
 typedef struct {
     char *name;              /* department name, unique; owned */
     int line;                /* where it is defined in the company file */
+    char *role;              /* product, engineering, qa or any word; owned, may be NULL */
     nx_agent_conf_t agent;   /* the agent every employee here runs */
     uint32_t capacity;       /* tasks one employee runs at once */
     uint32_t max_attempts;   /* dispatches before a task is dead */
@@ -97,6 +123,16 @@ typedef struct {
     nx_restart_t restart; /* its restart type */
 } nx_employee_conf_t;
 
+/* A named sequence of departments: each stage's result is the next one's
+ * input; a `reject` verdict from a qa stage sends the work back to the
+ * stage before it, at most max_rejects times. */
+typedef struct {
+    char *name;               /* owned */
+    size_t *stages;           /* indices into nx_company_t.depts; owned */
+    size_t nstages;
+    uint32_t max_rejects;
+} nx_workflow_conf_t;
+
 typedef struct {
     char *path;               /* the company file, absolute; owned */
     char *name;               /* the company's name; owned */
@@ -109,6 +145,10 @@ typedef struct {
     size_t ndepts;
     nx_employee_conf_t *employees; /* owned array, in start order */
     size_t nemployees;
+    nx_workflow_conf_t *workflows; /* owned array */
+    size_t nworkflows;
+    char *repo;               /* git repository; each top-level task gets a worktree; owned */
+    int64_t worktree_retention_ms; /* worktrees of finished tasks are removed after this */
 } nx_company_t;
 
 /* Loads and validates a company file. On failure returns NX_ECONFIG (or
@@ -120,6 +160,8 @@ void nx_company_destroy(nx_company_t **self_p);
 int nx_company_dept(const nx_company_t *self, const char *name);
 /* Index of the employee, or -1. */
 int nx_company_employee(const nx_company_t *self, const char *name);
+/* The workflow of that name, or NULL. */
+const nx_workflow_conf_t *nx_company_workflow(const nx_company_t *self, const char *name);
 
 /* ---- the home folder ----
  * `.nexus/` beside the company file unless --home or NEXUS_HOME says
@@ -180,6 +222,16 @@ typedef struct {
     int64_t created_ms, started_ms, finished_ms; /* 0 = not yet */
     int64_t run_after_ms;  /* queued, but not before this time (retry back-off) */
     int64_t soft_timeout_ms, hard_timeout_ms; /* per-task limits; 0 = the department's */
+    int64_t parent;        /* the workflow task this one belongs to; 0 = none */
+    char *workflow;        /* a workflow task: the workflow's name (dept is "-"); owned */
+    uint32_t stage;        /* a workflow task: index of its current stage */
+    uint32_t rejects;      /* a workflow task: QA rejections so far */
+    uint64_t tokens_in, tokens_out, cost_microusd; /* usage the agent reported */
+    char *verdict;         /* "accept"/"reject" from a review; owned */
+    char *workspace;       /* the git worktree its stages work in; owned */
+    char *branch;          /* that worktree's branch; owned */
+    char *base;            /* the commit the branch started from; owned */
+    char *commits;         /* commits made, one "HASH subject" per line; owned */
 } nx_task_t;
 
 void nx_task_clear(nx_task_t *task); /* frees the owned fields */
@@ -197,7 +249,8 @@ int nx_store_begin(nx_store_t *self);
 int nx_store_commit(nx_store_t *self);
 int nx_store_rollback(nx_store_t *self);
 
-/* Inserts a queued task from *task (id and state are ignored) and sets
+/* Inserts a task from *task (id is ignored; state is queued, or running for
+ * a workflow task, which no employee runs) and sets
  * *ret_id. With an idem_key that exists already, nothing is inserted, the
  * existing id is returned through *ret_id and the call returns 1. */
 int nx_store_task_insert(nx_store_t *self, const nx_task_t *task, int64_t *ret_id);
@@ -222,6 +275,23 @@ typedef int (*nx_store_task_fn)(const nx_task_t *task, void *arg);
 int nx_store_task_foreach(nx_store_t *self, int state, const char *dept, int64_t after,
                           uint64_t limit,
                           bool with_payload, nx_store_task_fn fn, void *arg);
+/* Calls fn for each task whose parent is `parent`, in id order. */
+int nx_store_task_children(nx_store_t *self, int64_t parent, bool with_payload,
+                           nx_store_task_fn fn, void *arg);
+/* A workflow task's position: its current stage and rejections so far. */
+int nx_store_task_flow(nx_store_t *self, int64_t id, uint32_t stage, uint32_t rejects);
+/* What the accepted attempt reported: tokens, cost, a review verdict. */
+int nx_store_task_usage(nx_store_t *self, int64_t id, uint64_t tokens_in, uint64_t tokens_out,
+                        uint64_t cost_microusd, const char *verdict);
+/* Where a workflow task's stages work: its worktree, branch and base
+ * commit (workspace NULL once the worktree is removed). */
+int nx_store_task_workspace(nx_store_t *self, int64_t id, const char *workspace,
+                            const char *branch, const char *base);
+/* Calls fn for each finished top-level task that still has a worktree and
+ * finished before before_ms (at most 100 per call). */
+int nx_store_worktrees_done(nx_store_t *self, int64_t before_ms, nx_store_task_fn fn, void *arg);
+/* The commits a task's stages made in its worktree. */
+int nx_store_task_commits(nx_store_t *self, int64_t id, const char *commits);
 /* running -> queued after attempt `attempt` ended with `outcome` ("lost",
  * "failed", ...; 0 = no attempt to close), eligible again at run_after_ms. */
 int nx_store_task_requeue(nx_store_t *self, int64_t id, uint32_t attempt, const char *outcome,
@@ -242,8 +312,9 @@ int nx_store_event_append(nx_store_t *self, uint64_t seq, int64_t ts_ms, const c
 uint64_t nx_store_event_last_seq(nx_store_t *self);
 typedef int (*nx_store_event_fn)(uint64_t seq, int64_t ts_ms, const char *topic, int64_t task,
                                  const char *employee, const char *detail, void *arg);
-/* The last `limit` events (oldest first) whose topic starts with prefix. */
-int nx_store_event_foreach(nx_store_t *self, const char *prefix, uint64_t limit,
+/* The last `limit` events (oldest first) whose topic starts with prefix;
+ * with task != 0, only those of that task and of the tasks under it. */
+int nx_store_event_foreach(nx_store_t *self, const char *prefix, int64_t task, uint64_t limit,
                            nx_store_event_fn fn, void *arg);
 
 /* ---- the wire ----

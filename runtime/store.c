@@ -57,15 +57,39 @@ static const char *const s_schema =
     " employee TEXT,"
     " detail TEXT);"
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
-    "INSERT OR IGNORE INTO meta VALUES('schema', '1');";
+    "INSERT OR IGNORE INTO meta VALUES('schema', '2');";
+
+/* Schema 2: workflows, usage and workspaces. A schema-1 ledger gains the
+ * columns when it is opened; its tasks keep their values. */
+static const char s_schema_2[] =
+    "BEGIN IMMEDIATE;"
+    "ALTER TABLE tasks ADD COLUMN parent INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN workflow TEXT;"
+    "ALTER TABLE tasks ADD COLUMN stage INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN rejects INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN tokens_in INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN tokens_out INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN cost_microusd INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN verdict TEXT;"
+    "ALTER TABLE tasks ADD COLUMN workspace TEXT;"
+    "ALTER TABLE tasks ADD COLUMN branch TEXT;"
+    "ALTER TABLE tasks ADD COLUMN base TEXT;"
+    "ALTER TABLE tasks ADD COLUMN commits TEXT;"
+    "CREATE INDEX IF NOT EXISTS tasks_by_parent ON tasks(parent) WHERE parent != 0;"
+    "CREATE INDEX IF NOT EXISTS events_by_task ON events(task) WHERE task IS NOT NULL;"
+    "UPDATE meta SET value = '2' WHERE key = 'schema';"
+    "COMMIT;";
 
 #define TASK_COLS                                                                          \
     "id, dept, priority, state, attempts, max_attempts, idem_key, employee, exit_code, error," \
-    " created_ms, started_ms, finished_ms, run_after_ms, soft_ms, hard_ms"
+    " created_ms, started_ms, finished_ms, run_after_ms, soft_ms, hard_ms, parent, workflow," \
+    " stage, rejects, tokens_in, tokens_out, cost_microusd, verdict, workspace, branch, base," \
+    " commits"
 
 enum {
     ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_INSERT, ST_FIND_IDEM, ST_GET, ST_BRIEF, ST_START,
-    ST_ATTEMPT_START, ST_FINISH, ST_ATTEMPT_FINISH, ST_EVENT, ST_REQUEUE, ST_RETRY, ST__COUNT
+    ST_ATTEMPT_START, ST_FINISH, ST_ATTEMPT_FINISH, ST_EVENT, ST_REQUEUE, ST_RETRY, ST_FLOW,
+    ST_USAGE, ST_COMMITS, ST__COUNT
 };
 
 static const char *const s_sql[ST__COUNT] = {
@@ -73,7 +97,9 @@ static const char *const s_sql[ST__COUNT] = {
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_INSERT] = "INSERT INTO tasks(dept, input, priority, state, max_attempts, idem_key,"
-                  " created_ms, soft_ms, hard_ms) VALUES(?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8)",
+                  " created_ms, soft_ms, hard_ms, parent, workflow, stage, workspace, branch,"
+                  " base) VALUES(?1, ?2, ?3, ?9, ?4, ?5, ?6, ?7, ?8, ?10, ?11, ?12, ?13, ?14,"
+                  " ?15)",
     [ST_FIND_IDEM] = "SELECT id FROM tasks WHERE idem_key = ?1",
     [ST_GET] = "SELECT " TASK_COLS ", input, output FROM tasks WHERE id = ?1",
     [ST_BRIEF] = "SELECT " TASK_COLS " FROM tasks WHERE id = ?1",
@@ -90,6 +116,10 @@ static const char *const s_sql[ST__COUNT] = {
     [ST_REQUEUE] = "UPDATE tasks SET state = 0, error = ?2, run_after_ms = ?3 WHERE id = ?1",
     [ST_RETRY] = "UPDATE tasks SET state = 0, max_attempts = attempts + ?2, error = NULL,"
                  " finished_ms = 0, run_after_ms = 0, exit_code = -1 WHERE id = ?1",
+    [ST_FLOW] = "UPDATE tasks SET stage = ?2, rejects = ?3 WHERE id = ?1",
+    [ST_USAGE] = "UPDATE tasks SET tokens_in = ?2, tokens_out = ?3, cost_microusd = ?4,"
+                 " verdict = ?5 WHERE id = ?1",
+    [ST_COMMITS] = "UPDATE tasks SET commits = ?2 WHERE id = ?1",
 };
 
 struct nx_store {
@@ -114,6 +144,12 @@ int nx_task_state_from_name(const char *name, nx_task_state_t *ret_state) {
 }
 
 void nx_task_clear(nx_task_t *t) {
+    free(t->workflow);
+    free(t->verdict);
+    free(t->workspace);
+    free(t->branch);
+    free(t->base);
+    free(t->commits);
     free(t->dept);
     free(t->input);
     free(t->idem_key);
@@ -140,6 +176,12 @@ int nx_store_open(const char *path, bool sync_full, nx_store_t **ret_store, char
              sync_full ? "FULL" : "NORMAL");
     if (sqlite3_exec(self->db, pragmas, NULL, NULL, &msg) != SQLITE_OK ||
         sqlite3_exec(self->db, s_schema, NULL, NULL, &msg) != SQLITE_OK)
+        goto fail;
+    sqlite3_stmt *probe = NULL;
+    bool v1 = sqlite3_prepare_v2(self->db, "SELECT parent FROM tasks LIMIT 0", -1, &probe,
+                                 NULL) != SQLITE_OK;
+    sqlite3_finalize(probe);
+    if (v1 && sqlite3_exec(self->db, s_schema_2, NULL, NULL, &msg) != SQLITE_OK)
         goto fail;
     for (int i = 0; i < ST__COUNT; i++)
         if (sqlite3_prepare_v3(self->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &self->st[i],
@@ -210,6 +252,13 @@ int nx_store_task_insert(nx_store_t *self, const nx_task_t *task, int64_t *ret_i
     sqlite3_bind_int64(st, 6, task->created_ms);
     sqlite3_bind_int64(st, 7, task->soft_timeout_ms);
     sqlite3_bind_int64(st, 8, task->hard_timeout_ms);
+    sqlite3_bind_int(st, 9, (int)task->state);
+    sqlite3_bind_int64(st, 10, task->parent);
+    bind_text_or_null(st, 11, task->workflow);
+    sqlite3_bind_int64(st, 12, task->stage);
+    bind_text_or_null(st, 13, task->workspace);
+    bind_text_or_null(st, 14, task->branch);
+    bind_text_or_null(st, 15, task->base);
     if (step_done(st) < 0)
         return NX_ESTORE;
     *ret_id = sqlite3_last_insert_rowid(self->db);
@@ -237,8 +286,8 @@ static void *col_blobdup(sqlite3_stmt *st, int i, size_t *ret_len) {
     return copy;
 }
 
-/* Fills t from a row whose first 16 columns are TASK_COLS, and columns
- * 16/17 are input/output when with_payload is set. */
+/* Fills t from a row whose first 28 columns are TASK_COLS, and columns
+ * 28/29 are input/output when with_payload is set. */
 static void row_to_task(sqlite3_stmt *st, nx_task_t *t, bool with_payload) {
     memset(t, 0, sizeof *t);
     t->id = sqlite3_column_int64(st, 0);
@@ -257,9 +306,21 @@ static void row_to_task(sqlite3_stmt *st, nx_task_t *t, bool with_payload) {
     t->run_after_ms = sqlite3_column_int64(st, 13);
     t->soft_timeout_ms = sqlite3_column_int64(st, 14);
     t->hard_timeout_ms = sqlite3_column_int64(st, 15);
+    t->parent = sqlite3_column_int64(st, 16);
+    t->workflow = col_strdup(st, 17);
+    t->stage = (uint32_t)sqlite3_column_int(st, 18);
+    t->rejects = (uint32_t)sqlite3_column_int(st, 19);
+    t->tokens_in = (uint64_t)sqlite3_column_int64(st, 20);
+    t->tokens_out = (uint64_t)sqlite3_column_int64(st, 21);
+    t->cost_microusd = (uint64_t)sqlite3_column_int64(st, 22);
+    t->verdict = col_strdup(st, 23);
+    t->workspace = col_strdup(st, 24);
+    t->branch = col_strdup(st, 25);
+    t->base = col_strdup(st, 26);
+    t->commits = col_strdup(st, 27);
     if (with_payload) {
-        t->input = col_blobdup(st, 16, &t->input_len);
-        t->output = col_blobdup(st, 17, &t->output_len);
+        t->input = col_blobdup(st, 28, &t->input_len);
+        t->output = col_blobdup(st, 29, &t->output_len);
     }
 }
 
@@ -357,6 +418,96 @@ int nx_store_task_foreach(nx_store_t *self, int state, const char *dept, int64_t
         ret = NX_ESTORE;
     sqlite3_finalize(st);
     return ret;
+}
+
+int nx_store_task_children(nx_store_t *self, int64_t parent, bool with_payload,
+                           nx_store_task_fn fn, void *arg) {
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT " TASK_COLS "%s FROM tasks WHERE parent = ?1 ORDER BY id",
+             with_payload ? ", input, output" : "");
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(self->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return NX_ESTORE;
+    sqlite3_bind_int64(st, 1, parent);
+    int rc, ret = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        nx_task_t t;
+        row_to_task(st, &t, with_payload);
+        ret = fn(&t, arg);
+        nx_task_clear(&t);
+        if (ret)
+            break;
+    }
+    if (!ret && rc != SQLITE_DONE)
+        ret = NX_ESTORE;
+    sqlite3_finalize(st);
+    return ret;
+}
+
+int nx_store_task_flow(nx_store_t *self, int64_t id, uint32_t stage, uint32_t rejects) {
+    sqlite3_stmt *st = self->st[ST_FLOW];
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, stage);
+    sqlite3_bind_int64(st, 3, rejects);
+    return step_done(st);
+}
+
+int nx_store_task_usage(nx_store_t *self, int64_t id, uint64_t tokens_in, uint64_t tokens_out,
+                        uint64_t cost_microusd, const char *verdict) {
+    sqlite3_stmt *st = self->st[ST_USAGE];
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)tokens_in);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)tokens_out);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)cost_microusd);
+    bind_text_or_null(st, 5, verdict);
+    return step_done(st);
+}
+
+int nx_store_task_workspace(nx_store_t *self, int64_t id, const char *workspace,
+                            const char *branch, const char *base) {
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(self->db,
+                           "UPDATE tasks SET workspace = ?2, branch = ?3, base = ?4 WHERE id = ?1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return NX_ESTORE;
+    sqlite3_bind_int64(st, 1, id);
+    bind_text_or_null(st, 2, workspace);
+    bind_text_or_null(st, 3, branch);
+    bind_text_or_null(st, 4, base);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : NX_ESTORE;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int nx_store_worktrees_done(nx_store_t *self, int64_t before_ms, nx_store_task_fn fn, void *arg) {
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(self->db,
+                           "SELECT " TASK_COLS " FROM tasks WHERE parent = 0 AND workspace IS NOT"
+                           " NULL AND state >= 2 AND finished_ms > 0 AND finished_ms < ?1"
+                           " ORDER BY id LIMIT 100",
+                           -1, &st, NULL) != SQLITE_OK)
+        return NX_ESTORE;
+    sqlite3_bind_int64(st, 1, before_ms);
+    int rc, ret = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        nx_task_t t;
+        row_to_task(st, &t, false);
+        ret = fn(&t, arg);
+        nx_task_clear(&t);
+        if (ret)
+            break;
+    }
+    if (!ret && rc != SQLITE_DONE)
+        ret = NX_ESTORE;
+    sqlite3_finalize(st);
+    return ret;
+}
+
+int nx_store_task_commits(nx_store_t *self, int64_t id, const char *commits) {
+    sqlite3_stmt *st = self->st[ST_COMMITS];
+    sqlite3_bind_int64(st, 1, id);
+    bind_text_or_null(st, 2, commits);
+    return step_done(st);
 }
 
 /* Ends attempt `attempt` with an outcome word, without touching the task. */
@@ -458,16 +609,22 @@ uint64_t nx_store_event_last_seq(nx_store_t *self) {
     return seq;
 }
 
-int nx_store_event_foreach(nx_store_t *self, const char *prefix, uint64_t limit,
+int nx_store_event_foreach(nx_store_t *self, const char *prefix, int64_t task, uint64_t limit,
                            nx_store_event_fn fn, void *arg) {
     sqlite3_stmt *st;
-    const char *sql = "SELECT * FROM (SELECT seq, ts_ms, topic, task, employee, detail"
+    /* With a task: its events and those of every task under it (stages,
+     * subtasks), which together tell its story. */
+    const char *sql = "WITH RECURSIVE tree(id) AS (SELECT ?3 UNION ALL"
+                      "  SELECT t.id FROM tasks t JOIN tree ON t.parent = tree.id WHERE ?3 != 0)"
+                      " SELECT * FROM (SELECT seq, ts_ms, topic, task, employee, detail"
                       " FROM events WHERE substr(topic, 1, length(?1)) = ?1"
+                      " AND (?3 = 0 OR task IN tree)"
                       " ORDER BY seq DESC LIMIT ?2) ORDER BY seq";
     if (sqlite3_prepare_v2(self->db, sql, -1, &st, NULL) != SQLITE_OK)
         return NX_ESTORE;
     sqlite3_bind_text(st, 1, prefix ? prefix : "", -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, limit ? (sqlite3_int64)limit : -1);
+    sqlite3_bind_int64(st, 3, task);
     int rc, ret = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         ret = fn((uint64_t)sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),

@@ -27,118 +27,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "nx_ceo.h"
-#include "nx_runtime.h"
+#include "ceo_int.h"
 
-#define BATCH 1024
-#define MAX_WAIT_MS (3600 * 1000)
-#define PAGE_MAX 1000
-#define MAX_WAITERS 100000
-
-typedef struct {
-    int64_t task;
-    uint32_t attempt;
-} held_t;
-
-typedef enum { EMP_ALIVE, EMP_GONE } emp_state_t;
-
-typedef struct {
-    char name[NX_PROTO_MAX_NAME + 1]; /* unique in the company */
-    size_t dept;                      /* index into company->depts */
-    zframe_t *identity;               /* routing id of its current socket */
-    char *idkey;                      /* identity as a hash key (owned) */
-    uint64_t pid;                     /* its process id, as it said */
-    uint32_t capacity;                /* slots it announced */
-    uint32_t free;                    /* credit: tasks we may still send */
-    uint64_t sent;                    /* TASKs sent on its socket (in its count) */
-    uint64_t done, failed;            /* results accepted from it */
-    int64_t last_heard_ms;            /* monotonic */
-    emp_state_t state;
-    held_t *held;                     /* dispatched, no result yet (owned) */
-    size_t nheld, held_cap;
-} emp_t;
-
-typedef struct {
-    char name[NX_PROTO_MAX_NAME + 1];
-    zframe_t *identity;
-    char *idkey;
-    int64_t last_heard_ms;
-} node_t;
-
-typedef struct {
-    int64_t priority;
-    int64_t id;
-} qitem_t;
-
-typedef struct {
-    qitem_t *items; /* binary heap: higher priority, then lower id, first */
-    size_t n, cap;
-    emp_t **emps;   /* employees of the department, for round robin */
-    size_t nemps, emps_cap;
-    size_t rr;      /* next employee to try */
-} dept_q_t;
-
-typedef struct {
-    zframe_t *identity;
-    uint64_t corr;
-    int64_t task;
-    int64_t deadline_ms; /* monotonic */
-} waiter_t;
-
-typedef struct {
-    zframe_t *identity; /* NULL for events */
-    nx_msg_t *msg;
-} out_t;
-
-/* A task waiting out its retry back-off. */
-typedef struct {
-    int64_t run_after_ms; /* wall clock */
-    int64_t priority;
-    int64_t id;
-    size_t dept;
-} delayed_t;
-
-/* A task the ledger says is running but whose employee this CEO has not
- * heard of (it was dispatched by a previous CEO). Its lease lapses at
- * `deadline_ms` unless the employee reports it with RUNNING. */
-typedef struct {
-    int64_t task;
-    uint32_t attempt;
-    int64_t deadline_ms; /* monotonic */
-} orphan_t;
-
-typedef struct {
-    uint64_t messages, commits, submitted, succeeded, failed, requeued, stale, events,
-        cancelled;
-} stats_t;
-
-typedef struct {
-    nx_company_t *company;
-    nx_home_t home;
-    nx_store_t *store;
-    zsock_t *router;       /* employees, nodes, clients */
-    zsock_t *xpub;         /* the event bus */
-    zloop_t *loop;
-    zhashx_t *emps;        /* name -> emp_t (owns) */
-    zhashx_t *emp_by_id;   /* idkey -> emp_t (borrowed) */
-    zhashx_t *nodes;       /* idkey -> node_t (owns) */
-    dept_q_t *queues;      /* one per department */
-    zlistx_t *waiters;     /* waiter_t (owns) */
-    zlistx_t *outbox;      /* out_t waiting for COMMIT (owns) */
-    bool in_txn;           /* a ledger transaction is open */
-    uint64_t event_seq;    /* last event sequence number */
-    bool shutting_down;
-    int64_t shutdown_deadline_ms;
-    int exit_code;
-    delayed_t *delayed;    /* min-heap by run_after_ms */
-    size_t ndelayed, delayed_cap;
-    orphan_t *orphans;     /* running tasks of a previous CEO */
-    size_t norphans;
-    char **dept_notes;     /* per department: why its supervisor gave up, or NULL */
-    stats_t stats;
-    int64_t started_ms;    /* monotonic */
-    unsigned rng;          /* jitter */
-} ceo_t;
+static void task_final(ceo_t *self, int64_t task, int64_t parent, const nx_msg_t *result);
 
 /* ---- small helpers ---- */
 
@@ -457,6 +348,26 @@ static nx_msg_t *task_info(const nx_task_t *t, bool with_payload) {
         nx_msg_set_str(m, "idem_key", t->idem_key);
     if (t->state == NX_TASK_QUEUED && t->run_after_ms > nx_now_ms())
         nx_msg_set_uint(m, "run_after_ms", (uint64_t)t->run_after_ms);
+    if (t->parent)
+        nx_msg_set_uint(m, "parent", (uint64_t)t->parent);
+    if (t->workflow)
+        nx_msg_set_str(m, "workflow", t->workflow);
+    if (t->workflow || t->parent)
+        nx_msg_set_uint(m, "stage", t->stage);
+    if (t->rejects)
+        nx_msg_set_uint(m, "rejects", t->rejects);
+    if (t->tokens_in)
+        nx_msg_set_uint(m, "tokens_in", t->tokens_in);
+    if (t->tokens_out)
+        nx_msg_set_uint(m, "tokens_out", t->tokens_out);
+    if (t->cost_microusd)
+        nx_msg_set_uint(m, "cost_microusd", t->cost_microusd);
+    const char *strs[][2] = {{"verdict", t->verdict}, {"workspace", t->workspace},
+                             {"branch", t->branch},   {"base", t->base},
+                             {"commits", t->commits}};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        if (strs[i][1])
+            nx_msg_set_str(m, strs[i][0], strs[i][1]);
     return m;
 }
 
@@ -539,6 +450,7 @@ static void retry_or_end(ceo_t *self, const nx_task_t *t, uint32_t attempt, cons
     self->stats.failed++;
     event(self, st == NX_TASK_DEAD ? "task.dead" : "task.failed", t->id, t->employee, t->dept,
           nx_task_state_name(st), msg);
+    task_final(self, t->id, t->parent, NULL);
 }
 
 /* Puts a running task back after losing attempt `attempt` (employee dead,
@@ -608,6 +520,7 @@ static void schedule(ceo_t *self) {
                 nx_store_task_finish(self->store, id, 0, NX_TASK_DEAD, -1, NULL, 0, why, now);
                 event(self, "task.dead", id, NULL, t.dept, "dead", why);
                 wake_waiters(self, id);
+                task_final(self, id, t.parent, NULL);
                 nx_task_clear(&t);
                 continue;
             }
@@ -626,6 +539,8 @@ static void schedule(ceo_t *self) {
                 nx_msg_set_uint(m, "soft_timeout_ms", (uint64_t)soft);
             if (hard)
                 nx_msg_set_uint(m, "hard_timeout_ms", (uint64_t)hard);
+            if (t.workspace)
+                nx_msg_set_str(m, "workspace", t.workspace);
             nx_msg_set_to(m, e->name);
             reply(self, e->identity, &m);
             if (e->nheld == e->held_cap) {
@@ -641,10 +556,73 @@ static void schedule(ceo_t *self) {
     }
 }
 
+/* ---- what workflow.c uses (ceo_int.h) ---- */
+
+void ceo_event(ceo_t *self, const char *topic, int64_t task, const char *employee,
+               const char *dept, const char *state, const char *detail) {
+    event(self, topic, task, employee, dept, state, detail);
+}
+
+void ceo_queue(ceo_t *self, size_t dept, int64_t priority, int64_t id) {
+    q_push(&self->queues[dept], priority, id);
+}
+
+void ceo_wake_waiters(ceo_t *self, int64_t task) { wake_waiters(self, task); }
+
+nx_msg_t *ceo_task_info(const nx_task_t *t, bool with_payload) {
+    return task_info(t, with_payload);
+}
+
+void ceo_reply(ceo_t *self, zframe_t *identity, nx_msg_t **msg_p) { reply(self, identity, msg_p); }
+
+/* A task reached a final state: a workflow it belongs to moves on. */
+static void task_final(ceo_t *self, int64_t task, int64_t parent, const nx_msg_t *result) {
+    if (parent)
+        wf_child_final(self, task, result);
+}
+
 /* ---- handlers ---- */
+
+static void on_submit_workflow(ceo_t *self, zframe_t *from, const nx_msg_t *m) {
+    const char *name = nx_msg_str(m, "workflow");
+    const nx_workflow_conf_t *w = nx_company_workflow(self->company, name);
+    if (!w) {
+        char known[512] = "";
+        for (size_t i = 0; i < self->company->nworkflows; i++)
+            snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", i ? ", " : "",
+                     self->company->workflows[i].name);
+        reply_error(self, from, m, "unknown_workflow", "no workflow '%s' (known: %s)", name,
+                    *known ? known : "none; add 'workflows:' to the company file");
+        return;
+    }
+    int64_t id;
+    char err[512];
+    int rc = wf_submit(self, w, m, &id, err, sizeof err);
+    if (rc < 0) {
+        reply_error(self, from, m, "ledger", "%s", err);
+        return;
+    }
+    nx_msg_t *r = nx_msg_new(NX_MSG_SUBMITTED);
+    nx_msg_set_corr(r, nx_msg_id(m));
+    nx_msg_set_uint(r, "task", (uint64_t)id);
+    nx_msg_set_bool(r, "existing", rc == 1);
+    reply(self, from, &r);
+}
 
 static void on_submit(ceo_t *self, zframe_t *from, const nx_msg_t *m) {
     const char *dept = nx_msg_str(m, "dept");
+    if (nx_msg_str(m, "workflow") && dept) {
+        reply_error(self, from, m, "bad_message", "submit: give 'dept' or 'workflow', not both");
+        return;
+    }
+    if (nx_msg_str(m, "workflow")) {
+        on_submit_workflow(self, from, m);
+        return;
+    }
+    if (!dept) {
+        reply_error(self, from, m, "bad_message", "submit: 'dept' or 'workflow' is required");
+        return;
+    }
     int d = nx_company_dept(self->company, dept);
     if (d < 0) {
         char known[512] = "";
@@ -797,7 +775,8 @@ static void on_events(ceo_t *self, zframe_t *from, const nx_msg_t *m) {
     if (limit == 0 || limit > PAGE_MAX)
         limit = PAGE_MAX;
     ev_ctx_t c = {self, from, nx_msg_id(m), 0};
-    nx_store_event_foreach(self->store, nx_msg_str(m, "topic"), limit, event_one, &c);
+    nx_store_event_foreach(self->store, nx_msg_str(m, "topic"), (int64_t)nx_msg_uint(m, "task", 0), limit,
+                           event_one, &c);
     send_end(self, from, c.corr, c.count);
 }
 
@@ -931,12 +910,20 @@ static void on_result(ceo_t *self, emp_t *e, const nx_msg_t *m) {
     size_t outlen;
     const void *out = nx_msg_bin(m, "output", &outlen);
     const char *error = nx_msg_str(m, "error");
+    nx_store_task_usage(self->store, id, nx_msg_uint(m, "tokens_in", 0),
+                        nx_msg_uint(m, "tokens_out", 0), nx_msg_uint(m, "cost_microusd", 0),
+                        nx_msg_str(m, "verdict"));
     if (ok) {
         nx_store_task_finish(self->store, id, attempt, NX_TASK_SUCCEEDED,
                              nx_msg_int(m, "exit_code", 0), out, outlen, NULL, nx_now_ms());
         self->stats.succeeded++;
+        const char *verdict = nx_msg_str(m, "verdict");
+        char detail[64] = "";
+        if (verdict)
+            snprintf(detail, sizeof detail, "verdict: %s", verdict);
         event(self, "task.succeeded", id, e ? e->name : nx_msg_from(m), t.dept, "succeeded",
-              NULL);
+              verdict ? detail : NULL);
+        task_final(self, id, t.parent, m);
     } else {
         int d = nx_company_dept(self->company, t.dept);
         bool retry = d >= 0 && self->company->depts[d].retry_on_failure;
@@ -982,6 +969,43 @@ static void reply_task(ceo_t *self, zframe_t *from, const nx_msg_t *m, int64_t i
     }
 }
 
+static int cancel_child(const nx_task_t *t, void *arg);
+
+/* Cancels a queued or running task; a workflow task takes every unfinished
+ * task under it along. */
+static void cancel_task(ceo_t *self, const nx_task_t *t, const char *why) {
+    int64_t id = t->id;
+    uint32_t running = t->state == NX_TASK_RUNNING && !t->workflow ? t->attempts : 0;
+    nx_store_task_cancel(self->store, id, running, why, nx_now_ms());
+    if (running) {
+        emp_t *e = holder_of(self, id);
+        if (e && e->state == EMP_ALIVE) {
+            nx_msg_t *c = nx_msg_new(NX_MSG_CANCEL);
+            nx_msg_set_uint(c, "task", (uint64_t)id);
+            nx_msg_set_uint(c, "attempt", running);
+            reply(self, e->identity, &c);
+        }
+        orphan_remove(self, id);
+    }
+    /* A queued one stays in its heap until popped, where its state makes
+     * the scheduler skip it. */
+    self->stats.cancelled++;
+    event(self, "task.cancelled", id, t->employee, t->dept, "cancelled",
+          t->workflow ? "with everything under it" : running ? "its agent was killed"
+                                                              : "it never ran");
+    wake_waiters(self, id);
+    if (t->workflow)
+        nx_store_task_children(self->store, id, false, cancel_child, self);
+    else
+        task_final(self, id, t->parent, NULL);
+}
+
+static int cancel_child(const nx_task_t *t, void *arg) {
+    if (!nx_task_state_final(t->state))
+        cancel_task(arg, t, "cancelled with its workflow");
+    return 0;
+}
+
 static void on_cancel(ceo_t *self, zframe_t *from, const nx_msg_t *m) {
     int64_t id = (int64_t)nx_msg_uint(m, "task", 0);
     nx_task_t t;
@@ -999,25 +1023,8 @@ static void on_cancel(ceo_t *self, zframe_t *from, const nx_msg_t *m) {
         nx_task_clear(&t);
         return;
     }
-    uint32_t running = t.state == NX_TASK_RUNNING ? t.attempts : 0;
-    nx_store_task_cancel(self->store, id, running, "cancelled by a client", nx_now_ms());
-    if (running) {
-        emp_t *e = holder_of(self, id);
-        if (e && e->state == EMP_ALIVE) {
-            nx_msg_t *c = nx_msg_new(NX_MSG_CANCEL);
-            nx_msg_set_uint(c, "task", (uint64_t)id);
-            nx_msg_set_uint(c, "attempt", running);
-            reply(self, e->identity, &c);
-        }
-        orphan_remove(self, id);
-    }
-    /* A queued one stays in its heap until popped, where its state makes
-     * the scheduler skip it. */
-    self->stats.cancelled++;
-    event(self, "task.cancelled", id, t.employee, t.dept, "cancelled",
-          running ? "its agent was killed" : "it never ran");
+    cancel_task(self, &t, "cancelled by a client");
     reply_task(self, from, m, id);
-    wake_waiters(self, id);
     nx_task_clear(&t);
 }
 
@@ -1188,6 +1195,17 @@ static void handle(ceo_t *self, zframe_t *from, nx_msg_t *m) {
             on_submit(self, from, m);
         }
         break;
+    case NX_MSG_TREE: wf_tree(self, from, m); break;
+    case NX_MSG_PROGRESS:
+        if (e) {
+            char text[400];
+            snprintf(text, sizeof text, "attempt %llu: %s",
+                     (unsigned long long)nx_msg_uint(m, "attempt", 0), nx_msg_str(m, "text"));
+            event(self, "task.progress", (int64_t)nx_msg_uint(m, "task", 0), e->name,
+                  self->company->depts[e->dept].name, "running", text);
+        } else
+            reply_error(self, from, m, "not_registered", "say hello first");
+        break;
     case NX_MSG_STATUS: on_status(self, from, m, false); break;
     case NX_MSG_WAIT: on_status(self, from, m, true); break;
     case NX_MSG_TASKS: on_tasks(self, from, m); break;
@@ -1307,6 +1325,10 @@ static int on_tick(zloop_t *loop, int timer_id, void *arg) {
                 (long long)o.task, o.attempt);
         requeue(self, o.task, o.attempt, "lease lapsed: no employee reported it after a CEO restart");
     }
+    if (self->company->repo && now - self->last_reap_ms > 60000) {
+        self->last_reap_ms = now;
+        wf_reap_worktrees(self);
+    }
     zlistx_t *gone = zlistx_new();
     for (node_t *n = zhashx_first(self->nodes); n; n = zhashx_next(self->nodes)) {
         if (now - n->last_heard_ms > dead_after) {
@@ -1351,6 +1373,8 @@ typedef struct {
 static int load_running(const nx_task_t *t, void *arg) {
     load_ctx_t *c = arg;
     ceo_t *self = c->self;
+    if (t->workflow)
+        return 0; /* no employee runs it: it waits for its stages, which are in the ledger */
     self->orphans = realloc(self->orphans, (self->norphans + 1) * sizeof *self->orphans);
     self->orphans[self->norphans++] =
         (orphan_t){t->id, t->attempts,

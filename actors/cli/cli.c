@@ -177,6 +177,23 @@ static json_t *task_json(const nx_msg_t *m) {
     if (nx_msg_has(m, "run_after_ms"))
         json_object_set_new(o, "run_after_ms",
                             json_integer((json_int_t)nx_msg_uint(m, "run_after_ms", 0)));
+    const char *uints[] = {"parent", "stage", "rejects", "tokens_in", "tokens_out",
+                           "cost_microusd", "depth"};
+    for (size_t i = 0; i < sizeof uints / sizeof uints[0]; i++)
+        if (nx_msg_has(m, uints[i]))
+            json_object_set_new(o, uints[i], json_integer((json_int_t)nx_msg_uint(m, uints[i], 0)));
+    const char *strs[] = {"workflow", "verdict", "workspace", "branch", "base"};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        if (nx_msg_str(m, strs[i]))
+            json_object_set_new(o, strs[i], json_string(nx_msg_str(m, strs[i])));
+    if (nx_msg_str(m, "commits")) {
+        json_t *h = json_array();
+        char *copy = strdup(nx_msg_str(m, "commits")), *save = NULL;
+        for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+            json_array_append_new(h, json_bytes(line, strlen(line)));
+        free(copy);
+        json_object_set_new(o, "commits", h);
+    }
     if (nx_msg_str(m, "history")) {
         json_t *h = json_array();
         char *copy = strdup(nx_msg_str(m, "history")), *save = NULL;
@@ -213,6 +230,35 @@ static void print_task(const nx_msg_t *m) {
     if (nx_msg_has(m, "run_after_ms")) {
         int64_t in = (int64_t)nx_msg_uint(m, "run_after_ms", 0) - nx_now_ms();
         printf("retry:  in %lld ms\n", (long long)(in > 0 ? in : 0));
+    }
+    if (nx_msg_str(m, "workflow"))
+        printf("workflow: %s, stage %llu, %llu rejection(s)\n", nx_msg_str(m, "workflow"),
+               (unsigned long long)nx_msg_uint(m, "stage", 0) + 1,
+               (unsigned long long)nx_msg_uint(m, "rejects", 0));
+    if (nx_msg_has(m, "parent"))
+        printf("part of: task %llu\n", (unsigned long long)nx_msg_uint(m, "parent", 0));
+    if (nx_msg_str(m, "verdict"))
+        printf("verdict: %s\n", nx_msg_str(m, "verdict"));
+    if (nx_msg_has(m, "tokens_in") || nx_msg_has(m, "tokens_out") ||
+        nx_msg_has(m, "cost_microusd"))
+        printf("usage:  %llu tokens in, %llu out, $%.4f\n",
+               (unsigned long long)nx_msg_uint(m, "tokens_in", 0),
+               (unsigned long long)nx_msg_uint(m, "tokens_out", 0),
+               (double)nx_msg_uint(m, "cost_microusd", 0) / 1e6);
+    if (nx_msg_str(m, "branch"))
+        printf("branch: %s (from %.12s)%s%s\n", nx_msg_str(m, "branch"),
+               nx_msg_str(m, "base") ? nx_msg_str(m, "base") : "?",
+               nx_msg_str(m, "workspace") ? ", worktree " : "",
+               nx_msg_str(m, "workspace") ? nx_msg_str(m, "workspace") : "");
+    if (nx_msg_str(m, "commits")) {
+        printf("commits:\n");
+        const char *h = nx_msg_str(m, "commits");
+        while (*h) {
+            const char *nl = strchr(h, '\n');
+            int n = nl ? (int)(nl - h) : (int)strlen(h);
+            printf("  %.*s\n", n, h);
+            h += n + (nl ? 1 : 0);
+        }
     }
     if (nx_msg_str(m, "error"))
         printf("error:  %s\n", nx_msg_str(m, "error"));
@@ -295,6 +341,7 @@ static int read_file(const char *path, char **ret, size_t *ret_len) {
 
 typedef struct {
     const char *dept;
+    const char *workflow;
     int64_t priority;
     const char *idem_key;
     uint64_t max_attempts;
@@ -304,7 +351,10 @@ typedef struct {
 static nx_msg_t *submit_msg(const submit_opts_t *o, const char *input, size_t len,
                             const char *key) {
     nx_msg_t *m = nx_msg_new(NX_MSG_SUBMIT);
-    nx_msg_set_str(m, "dept", o->dept);
+    if (o->workflow)
+        nx_msg_set_str(m, "workflow", o->workflow);
+    else
+        nx_msg_set_str(m, "dept", o->dept);
     nx_msg_set_bin(m, "input", input, len);
     if (o->priority)
         nx_msg_set_int(m, "priority", o->priority);
@@ -368,6 +418,7 @@ static int submit_lines(cli_t *c, nx_client_t *cl, const submit_opts_t *o, char 
 
 static int cmd_submit(cli_t *c, int argc, char **argv) {
     static const struct option opts[] = {{"dept", required_argument, 0, 'd'},
+                                         {"workflow", required_argument, 0, 'w'},
                                          {"input-file", required_argument, 0, 'f'},
                                          {"priority", required_argument, 0, 'p'},
                                          {"idempotency-key", required_argument, 0, 'k'},
@@ -381,10 +432,11 @@ static int cmd_submit(cli_t *c, int argc, char **argv) {
     const char *file = NULL;
     bool lines = false;
     int opt;
-    while ((opt = getopt_long(argc, argv, "d:f:p:k:", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "d:w:f:p:k:", opts, NULL)) != -1) {
         char *end;
         switch (opt) {
         case 'd': o.dept = optarg; break;
+        case 'w': o.workflow = optarg; break;
         case 'f': file = optarg; break;
         case 'p':
             o.priority = strtoll(optarg, &end, 10);
@@ -409,8 +461,9 @@ static int cmd_submit(cli_t *c, int argc, char **argv) {
                 return NX_EXIT_USAGE;
         }
     }
-    if (!o.dept) {
-        die_msg(c, "--dept is required (which department gets the task)");
+    if (!o.dept == !o.workflow) {
+        die_msg(c, "give --dept (which department gets the task) or --workflow (which "
+                   "workflow runs it), one of them");
         return NX_EXIT_USAGE;
     }
     char *input = NULL;
@@ -747,15 +800,19 @@ static void print_event(cli_t *c, const nx_msg_t *e) {
 static int cmd_events(cli_t *c, int argc, char **argv) {
     static const struct option opts[] = {{"follow", no_argument, 0, 'f'},
                                          {"topic", required_argument, 0, 't'},
+                                         {"task", required_argument, 0, 'T'},
                                          {"limit", required_argument, 0, 'n'},
                                          COMMON_OPTS,
                                          {0, 0, 0, 0}};
     bool follow = false;
     const char *topic = "";
-    uint64_t limit = 100;
+    uint64_t limit = 100, task = 0;
     int opt;
     while ((opt = getopt_long(argc, argv, "ft:n:", opts, NULL)) != -1) {
-        if (opt == 'f')
+        if (opt == 'T') {
+            if (parse_task_id(c, optarg, &task))
+                return NX_EXIT_USAGE;
+        } else if (opt == 'f')
             follow = true;
         else if (opt == 't')
             topic = optarg;
@@ -763,6 +820,11 @@ static int cmd_events(cli_t *c, int argc, char **argv) {
             limit = strtoull(optarg, NULL, 10);
         else if (!common_opt(c, opt))
             return NX_EXIT_USAGE;
+    }
+    if (task && follow) {
+        die_msg(c, "--task reads a task's story from the ledger; it does not combine with "
+                   "--follow");
+        return NX_EXIT_USAGE;
     }
     nx_client_t *cl = NULL;
     int rc = open_ceo(c, &cl);
@@ -783,6 +845,8 @@ static int cmd_events(cli_t *c, int argc, char **argv) {
         nx_msg_t *m = nx_msg_new(NX_MSG_EVENTS);
         if (*topic)
             nx_msg_set_str(m, "topic", topic);
+        if (task)
+            nx_msg_set_uint(m, "task", task);
         nx_msg_set_uint(m, "limit", limit);
         int64_t id = nx_client_send(cl, m);
         nx_msg_destroy(&m);
@@ -840,6 +904,134 @@ out:
     zsock_destroy(&sub);
     nx_client_destroy(&cl);
     return rc;
+}
+
+/* One line of `nexus tree`: indent, id, what, state, who, how long. */
+static void print_tree_line(const nx_msg_t *m) {
+    unsigned depth = (unsigned)nx_msg_uint(m, "depth", 0);
+    uint64_t started = nx_msg_uint(m, "started_ms", 0), finished = nx_msg_uint(m, "finished_ms", 0);
+    uint64_t created = nx_msg_uint(m, "created_ms", 0);
+    const char *wf = nx_msg_str(m, "workflow");
+    char what[160];
+    if (wf && depth == 0)
+        snprintf(what, sizeof what, "workflow %s", wf);
+    else if (wf)
+        snprintf(what, sizeof what, "subtask (stages from %llu)",
+                 (unsigned long long)nx_msg_uint(m, "stage", 0) + 1);
+    else if (nx_msg_has(m, "stage"))
+        snprintf(what, sizeof what, "stage %llu %s",
+                 (unsigned long long)nx_msg_uint(m, "stage", 0) + 1, nx_msg_str(m, "dept"));
+    else
+        snprintf(what, sizeof what, "%s", nx_msg_str(m, "dept"));
+    printf("%*s%-6llu %-30s %-10s", (int)depth * 2, "", (unsigned long long)nx_msg_uint(m, "task", 0),
+           what, nx_msg_str(m, "state"));
+    if (nx_msg_str(m, "employee"))
+        printf(" %s", nx_msg_str(m, "employee"));
+    if (!wf)
+        printf(" %llu attempt(s)", (unsigned long long)nx_msg_uint(m, "attempts", 0));
+    uint64_t from = wf ? created : started;
+    if (from && finished >= from)
+        printf(" %.1fs", (double)(finished - from) / 1000);
+    if (nx_msg_str(m, "verdict"))
+        printf(" verdict=%s", nx_msg_str(m, "verdict"));
+    if (nx_msg_has(m, "rejects"))
+        printf(" rejections=%llu", (unsigned long long)nx_msg_uint(m, "rejects", 0));
+    putchar('\n');
+}
+
+static int cmd_tree(cli_t *c, int argc, char **argv) {
+    if (common_only(c, argc, argv) < 0)
+        return NX_EXIT_USAGE;
+    uint64_t id;
+    if (optind >= argc) {
+        die_msg(c, "which task? give its id");
+        return NX_EXIT_USAGE;
+    }
+    int rc = parse_task_id(c, argv[optind], &id);
+    nx_client_t *cl = NULL;
+    if (rc == 0)
+        rc = open_ceo(c, &cl);
+    if (rc)
+        return rc;
+    nx_msg_t *m = nx_msg_new(NX_MSG_TREE);
+    nx_msg_set_uint(m, "task", id);
+    int64_t mid = nx_client_send(cl, m);
+    nx_msg_destroy(&m);
+    for (;;) {
+        nx_msg_t *r = NULL;
+        int crc = nx_client_recv_reply(cl, mid, CALL_TIMEOUT_MS, &r);
+        if (crc < 0) {
+            rc = call_failed(c, crc, r);
+            nx_msg_destroy(&r);
+            break;
+        }
+        if (nx_msg_type(r) != NX_MSG_TASK_INFO) {
+            nx_msg_destroy(&r);
+            break;
+        }
+        if (c->json)
+            print_json(task_json(r));
+        else
+            print_tree_line(r);
+        nx_msg_destroy(&r);
+    }
+    nx_client_destroy(&cl);
+    return rc;
+}
+
+/* `nexus diff ID`: the commits a workflow task made on its branch. */
+static int cmd_diff(cli_t *c, int argc, char **argv) {
+    if (common_only(c, argc, argv) < 0)
+        return NX_EXIT_USAGE;
+    uint64_t id;
+    if (optind >= argc) {
+        die_msg(c, "which task? give its id");
+        return NX_EXIT_USAGE;
+    }
+    int rc = parse_task_id(c, argv[optind], &id);
+    nx_client_t *cl = NULL;
+    if (rc == 0)
+        rc = open_ceo(c, &cl);
+    if (rc)
+        return rc;
+    if (!c->company || !c->company->repo) {
+        die_msg(c, "the company file has no 'repo:', so tasks have no branches to diff");
+        nx_client_destroy(&cl);
+        return NX_EXIT_USAGE;
+    }
+    nx_msg_t *m = nx_msg_new(NX_MSG_STATUS), *r = NULL;
+    nx_msg_set_uint(m, "task", id);
+    int crc = nx_client_call(cl, m, CALL_TIMEOUT_MS, &r);
+    nx_msg_destroy(&m);
+    nx_client_destroy(&cl);
+    if (crc < 0) {
+        rc = call_failed(c, crc, r);
+        nx_msg_destroy(&r);
+        return rc;
+    }
+    const char *branch = nx_msg_str(r, "branch"), *base = nx_msg_str(r, "base");
+    if (!branch || !base) {
+        die_msg(c, "task %llu has no branch: only a top-level workflow task of a company with "
+                   "'repo:' gets one",
+                (unsigned long long)id);
+        nx_msg_destroy(&r);
+        return NX_EXIT_FAIL;
+    }
+    char range[256];
+    snprintf(range, sizeof range, "%s..%s", base, branch);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execlp("git", "git", "-C", c->company->repo, "--no-pager", "log", "-p", "--stat",
+               "--reverse", range, (char *)NULL);
+        fprintf(stderr, "nexus diff: cannot run git: %s\n", strerror(errno));
+        _exit(127);
+    }
+    nx_msg_destroy(&r);
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) < 0)
+        return NX_EXIT_FAIL;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? NX_EXIT_OK : NX_EXIT_FAIL;
 }
 
 /* ---- server verbs ---- */
@@ -1173,16 +1365,19 @@ static void usage(FILE *f) {
           "\n"
           "Give it work and watch:\n"
           "  submit --dept D TEXT       submit a task; prints its id once it is durable\n"
+          "  submit --workflow W TEXT   run a workflow (stages of departments) on TEXT\n"
           "         [--input-file F|-] [--priority N] [--idempotency-key K] [--lines]\n"
           "         [--max-attempts N] [--soft-timeout 10m] [--hard-timeout 11m]\n"
           "  status ID                  a task's state and result\n"
+          "  tree ID                    a task, its stages and subtasks\n"
+          "  diff ID                    the commits a workflow task made on its branch\n"
           "  wait ID [--timeout 30s]    wait until a task is finished\n"
           "  tasks [--state S] [--dept D] [--limit N]\n"
           "  cancel ID                  cancel a queued or running task\n"
           "  retry ID                   put a dead, failed or cancelled task back\n"
           "  ps                         the employees: state, pid, tasks done\n"
           "  stats                      the CEO's counters: messages, commits, queues\n"
-          "  events [--follow] [--topic task.] [--limit N]\n"
+          "  events [--follow] [--topic task.] [--task ID] [--limit N]\n"
           "\n"
           "Sandbox:\n"
           "  sandbox run [--net none|host|allow:H:P,..] [--ro P] [--rw P] [--mem 512M] [--pids 64]\n"
@@ -1250,6 +1445,10 @@ int nx_cli_main(int argc, char **argv) {
         rc = cmd_stats(&c, sub_argc, sub_argv);
     else if (!strcmp(verb, "events"))
         rc = cmd_events(&c, sub_argc, sub_argv);
+    else if (!strcmp(verb, "tree"))
+        rc = cmd_tree(&c, sub_argc, sub_argv);
+    else if (!strcmp(verb, "diff"))
+        rc = cmd_diff(&c, sub_argc, sub_argv);
     else if (!strcmp(verb, "up"))
         rc = cmd_up(&c, sub_argc, sub_argv);
     else if (!strcmp(verb, "down"))

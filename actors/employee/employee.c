@@ -15,6 +15,7 @@
  *  If the CEO is silent for `liveness` intervals the socket is rebuilt. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "nx_agents.h"
 #include "nx_employee.h"
@@ -46,9 +49,15 @@ typedef struct {
     int soft_timer, hard_timer; /* zloop timer ids, -1 = none */
     int64_t soft_ms, hard_ms;   /* the limits, for messages */
     const char *limit;       /* "soft" or "hard" once a time limit fired */
+    char *workspace;         /* the task's git worktree, when it has one (owned) */
     bool cancelled;          /* the CEO cancelled the task */
     int sim_timer;           /* in-process sim: the work timer, -1 = none */
+    size_t scan_off;         /* stdout read for progress lines up to here */
+    uint32_t nprogress;      /* progress events sent for this attempt */
 } slot_t;
+
+/* Progress events per attempt: enough to follow an agent, not a flood. */
+#define MAX_PROGRESS 200
 
 typedef struct {
     char *name;   /* what replaces it: "[redacted:NAME]" */
@@ -156,6 +165,7 @@ static void poller_end(employee_t *self, int *fd) {
 }
 
 static employee_t *s_self; /* handlers get the slot; the slot needs its employee */
+static char *scrubbed(employee_t *self, const char *text);
 
 static void slot_reset(slot_t *s) {
     if (s_self && s_self->loop) {
@@ -168,6 +178,7 @@ static void slot_reset(slot_t *s) {
     }
     free(s->input);
     free(s->out);
+    free(s->workspace);
     memset(s, 0, sizeof *s);
     s->child.pidfd = s->child.stdin_fd = s->child.stdout_fd = s->child.stderr_fd = -1;
     s->child.status_fd = -1;
@@ -201,8 +212,59 @@ static void scrub(employee_t *self, char **buf, size_t *len) {
     }
 }
 
+static void send_result_report(employee_t *self, slot_t *s, bool ok, int exit_code, int sig,
+                               const char *error, const nx_agent_report_t *rep);
+
 static void send_result(employee_t *self, slot_t *s, bool ok, int exit_code, int sig,
                         const char *error) {
+    send_result_report(self, s, ok, exit_code, sig, error, NULL);
+}
+
+/* A copy of text with the secrets scrubbed; the caller frees it. */
+static char *scrubbed(employee_t *self, const char *text) {
+    char *t = strdup(text);
+    size_t len = t ? strlen(t) : 0;
+    scrub(self, &t, &len);
+    if (t)
+        nx_utf8_sanitize(t); /* the CEO refuses a string that is not UTF-8 */
+    return t;
+}
+
+/* The adapter's reading of the run: usage, verdict, subtasks. */
+static void add_report(employee_t *self, nx_msg_t *m, const nx_agent_report_t *rep) {
+    if (rep->tokens_in)
+        nx_msg_set_uint(m, "tokens_in", rep->tokens_in);
+    if (rep->tokens_out)
+        nx_msg_set_uint(m, "tokens_out", rep->tokens_out);
+    if (rep->cost_microusd)
+        nx_msg_set_uint(m, "cost_microusd", rep->cost_microusd);
+    if (rep->verdict)
+        nx_msg_set_str(m, "verdict", rep->verdict);
+    if (rep->session) {
+        char *t = scrubbed(self, rep->session);
+        if (t)
+            nx_msg_set_str(m, "session", t);
+        free(t);
+    }
+    if (rep->nsubtasks) {
+        /* One JSON array of strings; proto bodies are flat. */
+        json_t *arr = json_array();
+        for (size_t i = 0; i < rep->nsubtasks; i++) {
+            char *t = scrubbed(self, rep->subtasks[i]);
+            if (t)
+                json_array_append_new(arr, json_string(t));
+            free(t);
+        }
+        char *text = json_dumps(arr, JSON_COMPACT);
+        if (text)
+            nx_msg_set_str(m, "subtasks", text);
+        free(text);
+        json_decref(arr);
+    }
+}
+
+static void send_result_report(employee_t *self, slot_t *s, bool ok, int exit_code, int sig,
+                               const char *error, const nx_agent_report_t *rep) {
     nx_msg_t *m = nx_msg_new(NX_MSG_RESULT);
     nx_msg_set_uint(m, "task", (uint64_t)s->task);
     nx_msg_set_uint(m, "attempt", s->attempt);
@@ -214,13 +276,13 @@ static void send_result(employee_t *self, slot_t *s, bool ok, int exit_code, int
     scrub(self, &s->out, &s->out_len);
     nx_msg_set_bin(m, "output", s->out ? s->out : "", s->out_len);
     if (error) {
-        char *e = strdup(error);
-        size_t elen = e ? strlen(e) : 0;
-        scrub(self, &e, &elen);
+        char *e = scrubbed(self, error);
         nx_msg_set_str(m, "error", e ? e : "agent failed");
         free(e);
     }
     nx_msg_set_uint(m, "duration_ms", (uint64_t)(nx_mono_ms() - s->started_ms));
+    if (rep)
+        add_report(self, m, rep);
     send_msg(self, m);
     nx_msg_destroy(&m);
 }
@@ -241,6 +303,34 @@ static void stderr_summary(const slot_t *s, char *buf, size_t len) {
             buf[j++] = (char)c;
     }
     buf[j] = '\0';
+}
+
+/* Each complete new line of stdout the adapter finds worth it becomes a
+ * PROGRESS message (its secrets scrubbed); the CEO records it as a
+ * task.progress event. */
+static void progress_lines(employee_t *self, slot_t *s) {
+    char *nl;
+    while (s->scan_off < s->out_len &&
+           (nl = memchr(s->out + s->scan_off, '\n', s->out_len - s->scan_off))) {
+        const char *line = s->out + s->scan_off;
+        size_t len = (size_t)(nl - line);
+        s->scan_off += len + 1;
+        char text[300];
+        if (s->nprogress >= MAX_PROGRESS ||
+            !nx_agent_progress(&self->dept->agent, line, len, text, sizeof text))
+            continue;
+        char *clean = scrubbed(self, text);
+        if (!clean)
+            continue;
+        s->nprogress++;
+        nx_msg_t *m = nx_msg_new(NX_MSG_PROGRESS);
+        nx_msg_set_uint(m, "task", (uint64_t)s->task);
+        nx_msg_set_uint(m, "attempt", s->attempt);
+        nx_msg_set_str(m, "text", clean);
+        send_msg(self, m);
+        nx_msg_destroy(&m);
+        free(clean);
+    }
 }
 
 /* Reads what is available from fd into the slot. Returns 1 at EOF. */
@@ -290,6 +380,7 @@ static int drain(employee_t *self, slot_t *s, int fd, bool is_stdout) {
         }
         memcpy(s->out + s->out_len, buf, (size_t)r);
         s->out_len += (size_t)r;
+        progress_lines(self, s);
     }
 }
 
@@ -383,6 +474,31 @@ static int on_exit_fd(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
     else if (code != 0)
         snprintf(error, sizeof error, "agent exited with status %d%s%s", code, *tail ? ": " : "",
                  tail);
+    /* The adapter reads the output: the result, usage, a verdict, a plan.
+     * Exiting with NX_AGENT_EXIT_REJECT is a review that rejects, not a
+     * failure. */
+    nx_agent_report_t rep = {0};
+    bool clean = !s->flooded && !s->limit && !s->cancelled && !sig;
+    if (clean && code == NX_AGENT_EXIT_REJECT)
+        ok = true;
+    if (clean) {
+        char perr[512];
+        int prc = nx_agent_parse(&self->dept->agent, s->out ? s->out : "", s->out_len, code, &rep,
+                                 perr, sizeof perr);
+        if (prc < 0 && ok) {
+            ok = false;
+            snprintf(error, sizeof error, "%s", perr);
+        } else if (prc == 0 && rep.error && ok) {
+            ok = false;
+            snprintf(error, sizeof error, "%s", rep.error);
+        }
+        if (prc == 0 && rep.result) {
+            free(s->out);
+            s->out = rep.result;
+            s->out_len = rep.result_len;
+            rep.result = NULL;
+        }
+    }
     nx_debug("task %lld attempt %u done: %s", (long long)s->task, s->attempt,
              ok ? "ok" : "failed");
     if (s->flooded)
@@ -392,7 +508,8 @@ static int on_exit_fd(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
     slot_t done = *s; /* takes input and out */
     s->input = s->out = NULL;
     slot_reset(s);
-    send_result(self, &done, ok, code, sig, ok ? NULL : error);
+    send_result_report(self, &done, ok, code, sig, ok ? NULL : error, &rep);
+    nx_agent_report_clear(&rep);
     free(done.input);
     free(done.out);
     return 0;
@@ -491,35 +608,56 @@ static void start_task(employee_t *self, const nx_msg_t *m) {
     if (s->input && len)
         memcpy(s->input, in, len);
     s->input_len = s->input ? len : 0;
+    if (nx_msg_str(m, "workspace"))
+        s->workspace = strdup(nx_msg_str(m, "workspace"));
     s->soft_ms = (int64_t)nx_msg_uint(m, "soft_timeout_ms", 0);
     s->hard_ms = (int64_t)nx_msg_uint(m, "hard_timeout_ms", 0);
     const nx_agent_conf_t *a = &self->dept->agent;
     if (a->kind == NX_AGENT_SIM && a->inprocess) {
-        int64_t work = nx_agent_sim_work_ms(a->seed, a->work_ms, a->jitter_ms, s->input,
-                                            s->input_len, s->attempt);
+        int64_t work = nx_agent_sim_work_ms(a->seed, a->work_ms, a->jitter_ms,
+                                            a->work_exponential, s->input, s->input_len,
+                                            s->attempt);
         s->sim_timer = zloop_timer(self->loop, (size_t)(work > 0 ? work : 1), 1, on_sim_done, s);
         return;
     }
 
-    char **argv = NULL;
     char err[512];
-    char env_task[64], env_attempt[64], env_emp[128], env_dept[128];
+    char env_task[64], env_attempt[64], env_emp[128], env_dept[128], env_role[128];
     snprintf(env_task, sizeof env_task, "NEXUS_TASK_ID=%lld", (long long)s->task);
     snprintf(env_attempt, sizeof env_attempt, "NEXUS_ATTEMPT=%u", s->attempt);
     snprintf(env_emp, sizeof env_emp, "NEXUS_EMPLOYEE=%s", self->name);
     snprintf(env_dept, sizeof env_dept, "NEXUS_DEPARTMENT=%s", self->dept->name);
-    char *envp[8 + 32] = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8",
-                          env_task, env_attempt, env_emp, env_dept, NULL};
+    snprintf(env_role, sizeof env_role, "NEXUS_ROLE=%s", self->dept->role ? self->dept->role : "");
+    char *envp[9 + 32] = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8",
+                          env_task, env_attempt, env_emp, env_dept, env_role, NULL};
     for (size_t i = 0; i < self->nagent_env && i < 32; i++)
-        envp[7 + i] = self->agent_env[i];
-    int rc = nx_agent_argv(&self->dept->agent, self->exe, &argv);
-    nx_spawn_opts_t opts = {.argv = argv, .envp = envp, .cwd = self->workspace,
-                            .profile = self->dept->sandbox ? &self->profile : NULL};
-    if (rc == 0)
+        envp[8 + i] = self->agent_env[i];
+    nx_agent_cmd_t cmd;
+    char gitdir[PATH_MAX + 8];
+    int rc = nx_agent_command(&self->dept->agent, self->exe, self->dept->role, s->input,
+                              s->input_len, &cmd, err, sizeof err);
+    if (rc == 0) {
+        /* What the agent reads on stdin: the input, or nothing when the
+         * adapter put it in an argument. */
+        free(s->input);
+        s->input = cmd.stdin_data;
+        s->input_len = cmd.stdin_len;
+        cmd.stdin_data = NULL;
+        /* A task with a worktree works there: it and the repository's git
+         * folder (objects, refs, the worktree's own metadata) writable,
+         * everything else as the department's profile says. */
+        nx_sandbox_profile_t profile = self->profile;
+        if (s->workspace && self->company->repo && profile.nrw + 2 <= NX_SANDBOX_MAX_BINDS) {
+            profile.rw[profile.nrw++] = s->workspace;
+            snprintf(gitdir, sizeof gitdir, "%s/.git", self->company->repo);
+            profile.rw[profile.nrw++] = gitdir;
+        }
+        nx_spawn_opts_t opts = {.argv = cmd.argv, .envp = envp,
+                                .cwd = s->workspace ? s->workspace : self->workspace,
+                                .profile = self->dept->sandbox ? &profile : NULL};
         rc = nx_sandbox_spawn(&opts, &s->child, err, sizeof err);
-    else
-        snprintf(err, sizeof err, "out of memory");
-    nx_agent_argv_free(&argv);
+    }
+    nx_agent_cmd_clear(&cmd);
     if (rc < 0) {
         char msg[600];
         snprintf(msg, sizeof msg, "cannot start agent: %s", err);

@@ -145,7 +145,7 @@ static void test_events_filter_by_topic_prefix(void **state) {
     nx_store_event_append(st, 3, 3, "task.started", 1, "qa-1", NULL);
     nx_store_commit(st);
     int n = 0;
-    nx_store_event_foreach(st, "task.", 10, ev_fn, &n);
+    nx_store_event_foreach(st, "task.", 0, 10, ev_fn, &n);
     assert_int_equal(n, 2);
     assert_int_equal(nx_store_event_last_seq(st), 3);
 }
