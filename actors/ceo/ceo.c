@@ -1325,7 +1325,10 @@ static int on_tick(zloop_t *loop, int timer_id, void *arg) {
                 (long long)o.task, o.attempt);
         requeue(self, o.task, o.attempt, "lease lapsed: no employee reported it after a CEO restart");
     }
-    if (self->company->repo && now - self->last_reap_ms > 60000) {
+    /* Reap at least every minute, and often enough for a short retention. */
+    int64_t every = self->company->worktree_retention_ms / 2;
+    every = every < 1000 ? 1000 : every > 60000 ? 60000 : every;
+    if (self->company->repo && now - self->last_reap_ms > every) {
         self->last_reap_ms = now;
         wf_reap_worktrees(self);
     }

@@ -238,7 +238,10 @@ static void add_report(employee_t *self, nx_msg_t *m, const nx_agent_report_t *r
         nx_msg_set_uint(m, "tokens_out", rep->tokens_out);
     if (rep->cost_microusd)
         nx_msg_set_uint(m, "cost_microusd", rep->cost_microusd);
-    if (rep->verdict)
+    /* A verdict counts from a reviewer, a plan from a planner: text that
+     * only echoes its input (a rework request quoting QA) decides nothing. */
+    const char *role = self->dept->role ? self->dept->role : "";
+    if (rep->verdict && !strcmp(role, "qa"))
         nx_msg_set_str(m, "verdict", rep->verdict);
     if (rep->session) {
         char *t = scrubbed(self, rep->session);
@@ -246,7 +249,7 @@ static void add_report(employee_t *self, nx_msg_t *m, const nx_agent_report_t *r
             nx_msg_set_str(m, "session", t);
         free(t);
     }
-    if (rep->nsubtasks) {
+    if (rep->nsubtasks && !strcmp(role, "product")) {
         /* One JSON array of strings; proto bodies are flat. */
         json_t *arr = json_array();
         for (size_t i = 0; i < rep->nsubtasks; i++) {
@@ -491,6 +494,9 @@ static int on_exit_fd(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
         } else if (prc == 0 && rep.error && ok) {
             ok = false;
             snprintf(error, sizeof error, "%s", rep.error);
+        } else if (prc == 0 && rep.error) {
+            /* The agent's own account of its failure says more than stderr. */
+            snprintf(error, sizeof error, "agent exited with status %d: %s", code, rep.error);
         }
         if (prc == 0 && rep.result) {
             free(s->out);

@@ -65,7 +65,8 @@ def main():
         check(p.returncode == 1 and "no department 'marketing' (known: engineering, flood)"
               in p.stderr, f"unknown department: {p.stderr.strip()}")
         p = c.run("submit", "hello")
-        check(p.returncode == 2 and "--dept is required" in p.stderr, "submit without --dept")
+        check(p.returncode == 2 and "give --dept" in p.stderr and "or --workflow" in p.stderr,
+              f"submit without --dept: {p.stderr.strip()}")
         p = c.run("status", "424242")
         check(p.returncode == 1 and "no task 424242" in p.stderr,
               f"unknown task id: {p.stderr.strip()}")
@@ -89,7 +90,7 @@ def main():
             "garbage": "error bad_message", "truncated": "error bad_message",
             "unknown type": "error unknown_type unknown message type 'teleport'",
             "bad version": "error bad_version protocol version 9",
-            "missing field": "error bad_message submit: required field 'dept' is missing",
+            "missing field": "error bad_message submit: 'dept' or 'workflow' is required",
             "wrong kind": "error bad_message status: field 'task' must be a non-negative integer",
             "huge array claim": "error bad_message",
             "not for the CEO": "error unexpected",

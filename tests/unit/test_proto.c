@@ -95,6 +95,12 @@ static nx_msg_t *sample(nx_msg_type_t type) {
             nx_msg_set_uint(m, keys[i], i);
         break;
     }
+    case NX_MSG_PROGRESS:
+        nx_msg_set_uint(m, "task", 4);
+        nx_msg_set_uint(m, "attempt", 1);
+        nx_msg_set_str(m, "text", "tool Bash: ls");
+        break;
+    case NX_MSG_TREE: nx_msg_set_uint(m, "task", 4); break;
     case NX_MSG_EVENT:
         nx_msg_set_str(m, "topic", "task.submitted");
         nx_msg_set_uint(m, "seq", 1);
