@@ -61,6 +61,12 @@ static const nx_field_spec_t f_result[] = {
     F("received", UINT, false), F("tokens_in", UINT, false), F("tokens_out", UINT, false),
     F("cost_microusd", UINT, false), F("verdict", STR, false), F("subtasks", STR, false),
     F("session", STR, false), END};
+/* Agents talking: kind is send, ask, answer, publish (employee -> CEO),
+ * msg, question, reply, ok, error (CEO -> employee). */
+static const nx_field_spec_t f_chat[] = {F("kind", STR, true), F("ref", STR, false),
+                                         F("to", STR, false),  F("text", STR, false),
+                                         F("task", UINT, false), F("qid", UINT, false),
+                                         F("sender", STR, false), END};
 static const nx_field_spec_t f_progress[] = {F("task", UINT, true), F("attempt", UINT, true),
                                              F("text", STR, true), END};
 static const nx_field_spec_t f_submit[] = {F("dept", STR, false), F("input", BIN, true),
@@ -133,6 +139,7 @@ static const nx_field_spec_t *const s_fields[NX_MSG__COUNT] = {
     [NX_MSG_RUNNING] = f_running,     [NX_MSG_SUPERVISOR] = f_supervisor,
     [NX_MSG_STATS] = f_none,          [NX_MSG_STATS_INFO] = f_stats_info,
     [NX_MSG_PROGRESS] = f_progress,   [NX_MSG_TREE] = f_status,
+    [NX_MSG_CHAT] = f_chat,
 };
 
 #define NX_MSG_NAME(name, wire) [NX_MSG_##name] = wire,

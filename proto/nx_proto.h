@@ -89,7 +89,8 @@ void nx_utf8_sanitize(char *s);
     X(STATS_INFO, "stats_info")           \
     X(EVENT, "event")                     \
     X(PROGRESS, "progress")               \
-    X(TREE, "tree")
+    X(TREE, "tree")                       \
+    X(CHAT, "chat")
 
 #define NX_MSG_ENUM(name, wire) NX_MSG_##name,
 typedef enum { NX_MSG_TYPES(NX_MSG_ENUM) NX_MSG__COUNT } nx_msg_type_t;

@@ -788,12 +788,15 @@ static int parse_root(ctx_t *c, nx_company_t *co, const yaml_node_t *root) {
                     rc = get_str(c, cv, fpath, &co->events_endpoint);
                 else if (!strcmp(ckey, "heartbeat"))
                     rc = get_duration(c, cv, fpath, &co->heartbeat_ms);
+                else if (!strcmp(ckey, "ask_timeout"))
+                    rc = get_duration(c, cv, fpath, &co->ask_timeout_ms);
                 else if (!strcmp(ckey, "liveness")) {
                     rc = get_uint(c, cv, fpath, 1, 100, &u);
                     co->liveness = (uint32_t)u;
                 } else
                     return fail(c, ck, fpath,
-                                "unknown key (known: endpoint, events, heartbeat, liveness)");
+                                "unknown key (known: endpoint, events, heartbeat, liveness, "
+                                "ask_timeout)");
                 if (rc < 0)
                     return rc;
             }
@@ -865,6 +868,7 @@ int nx_company_load(const char *path, nx_company_t **ret_company, char *err, siz
         goto out;
     }
     co->heartbeat_ms = 1000;
+    co->ask_timeout_ms = 30000;
     co->liveness = 3;
     co->sync_full = true;
     co->worktree_retention_ms = 24 * 3600 * 1000;

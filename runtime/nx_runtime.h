@@ -139,6 +139,7 @@ typedef struct {
     char *ceo_endpoint;       /* ROUTER endpoint, NULL = ipc in the home; owned */
     char *events_endpoint;    /* XPUB endpoint, NULL = ipc in the home; owned */
     int64_t heartbeat_ms;     /* heartbeat interval both ways */
+    int64_t ask_timeout_ms;   /* an agent's question unanswered this long is an error */
     uint32_t liveness;        /* missed heartbeats before a peer is dead */
     bool sync_full;           /* ledger fsyncs every commit (default) */
     nx_dept_conf_t *depts;    /* owned array */

@@ -58,6 +58,8 @@ typedef struct {
     const char *cwd;     /* working directory, NULL = inherit (or / when sandboxed) */
     const nx_sandbox_profile_t *profile; /* NULL = no sandbox (plain fork + exec) */
     bool inherit_stdio;  /* the child shares our stdin/stdout/stderr (no pipes) */
+    int msg_fd;          /* above 2: the agent gets this fd as its fd 3 (the employee's
+                          * message channel); 0 = none */
 } nx_spawn_opts_t;
 
 typedef struct {

@@ -62,21 +62,27 @@ static void close_pair(int p[2]) {
         }
 }
 
-/* Closes every fd from 3 up, but `keep` (the report pipe, CLOEXEC). */
-static void close_others(int keep) {
-    if (keep > 3)
-        syscall(SYS_close_range, 3, keep - 1, 0);
-    syscall(SYS_close_range, keep + 1, ~0U, 0);
+/* Closes every fd from 3 up but those in keep (ascending, -1s ignored). */
+static void close_except(const int *keep, size_t n) {
+    unsigned lo = 3;
+    for (size_t i = 0; i < n; i++) {
+        if (keep[i] < (int)lo)
+            continue;
+        if ((unsigned)keep[i] > lo)
+            syscall(SYS_close_range, lo, (unsigned)keep[i] - 1, 0);
+        lo = (unsigned)keep[i] + 1;
+    }
+    syscall(SYS_close_range, lo, ~0U, 0);
 }
 
-/* The same, keeping two fds. */
-static void close_others2(int a, int b) {
-    int lo = a < b ? a : b, hi = a < b ? b : a;
-    if (lo > 3)
-        syscall(SYS_close_range, 3, lo - 1, 0);
-    if (hi > lo + 1)
-        syscall(SYS_close_range, lo + 1, hi - 1, 0);
-    syscall(SYS_close_range, hi + 1, ~0U, 0);
+static int cmp_int(const void *a, const void *b) {
+    return *(const int *)a - *(const int *)b;
+}
+
+static void close_others(int a, int b, int c) {
+    int keep[3] = {a, b, c};
+    qsort(keep, 3, sizeof *keep, cmp_int);
+    close_except(keep, 3);
 }
 
 static int read_full(int fd, void *buf, size_t len) {
@@ -110,9 +116,13 @@ typedef struct {
     mount_plan_t plan;
     struct sock_fprog filter;
     bool have_cgroup;
+    int msg_hi;                /* the message channel, moved out of the way (>= 100) */
 } spawn_t;
 
 static void child_stdio(spawn_t *s, int repfd) {
+    /* The message channel goes high first, so that no dup2 below lands on it. */
+    if (s->opts->msg_fd > 2 && (s->msg_hi = fcntl(s->opts->msg_fd, F_DUPFD_CLOEXEC, 100)) < 0)
+        child_fail(repfd, STEP_STDIO);
     if (s->opts->inherit_stdio)
         return;
     if (dup2(s->in[0], 0) < 0 || dup2(s->out[1], 1) < 0 || dup2(s->err[1], 2) < 0)
@@ -126,7 +136,15 @@ static void agent_exec(spawn_t *s, int repfd, bool sandboxed) {
         child_fail(repfd, STEP_RLIMIT);
     if (o->cwd && chdir(o->cwd) < 0)
         child_fail(repfd, STEP_CHDIR);
-    close_others(repfd);
+    int msg = -1;
+    if (s->msg_hi >= 0) {
+        if (repfd == 3 && (repfd = fcntl(3, F_DUPFD_CLOEXEC, 4)) < 0)
+            child_fail(3, STEP_STDIO);
+        if (dup2(s->msg_hi, 3) < 0) /* fd 3, without close-on-exec */
+            child_fail(repfd, STEP_STDIO);
+        msg = 3;
+    }
+    close_others(repfd, msg, -1);
     if (sandboxed) {
         if (nx_caps_drop_all() < 0)
             child_fail(repfd, STEP_CAPS);
@@ -159,7 +177,7 @@ static void init_main(spawn_t *s) {
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
         child_fail(repfd, STEP_PDEATHSIG);
     child_stdio(s, repfd);
-    close_others2(repfd, s->go[0]); /* nothing of the employee's goes inside */
+    close_others(repfd, s->go[0], s->msg_hi); /* nothing else of the employee's goes inside */
     int rc = nx_mount_run(&s->plan);
     if (rc < 0) {
         errno = -rc;
@@ -316,6 +334,7 @@ int nx_sandbox_spawn(const nx_spawn_opts_t *opts, nx_child_t *ret_child, char *e
     spawn_t s;
     memset(&s, 0, sizeof s);
     s.opts = opts;
+    s.msg_hi = -1;
     s.envp = opts->envp ? opts->envp : s_default_env;
     int *all[] = {s.in, s.out, s.err, s.rep, s.go};
     for (size_t i = 0; i < 5; i++)

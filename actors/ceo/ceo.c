@@ -1196,6 +1196,12 @@ static void handle(ceo_t *self, zframe_t *from, nx_msg_t *m) {
         }
         break;
     case NX_MSG_TREE: wf_tree(self, from, m); break;
+    case NX_MSG_CHAT:
+        if (e)
+            chat_on_message(self, e, m);
+        else
+            reply_error(self, from, m, "not_registered", "say hello first");
+        break;
     case NX_MSG_PROGRESS:
         if (e) {
             char text[400];
@@ -1325,6 +1331,7 @@ static int on_tick(zloop_t *loop, int timer_id, void *arg) {
                 (long long)o.task, o.attempt);
         requeue(self, o.task, o.attempt, "lease lapsed: no employee reported it after a CEO restart");
     }
+    chat_tick(self);
     /* Reap at least every minute, and often enough for a short retention. */
     int64_t every = self->company->worktree_retention_ms / 2;
     every = every < 1000 ? 1000 : every > 60000 ? 60000 : every;
@@ -1511,6 +1518,7 @@ out:
     free(self->queues);
     free(self->delayed);
     free(self->orphans);
+    free(self->questions);
     if (self->dept_notes)
         for (size_t i = 0; i < self->company->ndepts; i++)
             free(self->dept_notes[i]);

@@ -89,6 +89,17 @@ typedef struct {
         cancelled;
 } stats_t;
 
+/* An agent's question waiting for its answer (chat.c). In memory only: a
+ * CEO restart ends the agents' conversations, not their tasks. */
+typedef struct {
+    uint64_t qid;
+    char asker[NX_PROTO_MAX_NAME + 1];  /* the employee whose agent asked */
+    char target[NX_PROTO_MAX_NAME + 1]; /* the employee whose agent must answer */
+    char ref[NX_PROTO_MAX_NAME + 1];    /* the asking agent's reference */
+    int64_t task;                       /* the asking agent's task */
+    int64_t deadline_ms;                /* monotonic */
+} question_t;
+
 typedef struct {
     nx_company_t *company;
     nx_home_t home;
@@ -116,6 +127,10 @@ typedef struct {
     int64_t started_ms;    /* monotonic */
     unsigned rng;          /* jitter */
     int64_t last_reap_ms;  /* monotonic: when worktrees were last reaped */
+    question_t *questions; /* open questions between agents (chat.c) */
+    size_t nquestions, questions_cap;
+    uint64_t next_qid;
+    size_t chat_rr;        /* round robin for "dept:NAME" recipients */
 } ceo_t;
 
 /* ---- ceo.c, for workflow.c ---- */
@@ -145,6 +160,14 @@ void wf_reap_worktrees(ceo_t *self);
 /* `nexus tree ID`: the task and everything under it, as task_info
  * messages with a depth, then END. */
 void wf_tree(ceo_t *self, zframe_t *from, const nx_msg_t *m);
+/* ---- chat.c ---- */
+
+/* A CHAT from employee e: routes an agent's message, question, answer or
+ * publication, records it in the ledger, and answers e. */
+void chat_on_message(ceo_t *self, emp_t *e, const nx_msg_t *m);
+/* Questions past their deadline: the asker gets an error. */
+void chat_tick(ceo_t *self);
+
 /* task_info for one task (ceo.c). */
 nx_msg_t *ceo_task_info(const nx_task_t *t, bool with_payload);
 /* Queues a reply for after COMMIT (ceo.c). */

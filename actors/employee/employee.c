@@ -15,11 +15,13 @@
  *  If the CEO is silent for `liveness` intervals the socket is rebuilt. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -50,6 +52,9 @@ typedef struct {
     int64_t soft_ms, hard_ms;   /* the limits, for messages */
     const char *limit;       /* "soft" or "hard" once a time limit fired */
     char *workspace;         /* the task's git worktree, when it has one (owned) */
+    int msg_fd;              /* our end of the agent's message channel (its fd 3), -1 */
+    char *mbuf;              /* what the agent wrote there, up to a full line (owned) */
+    size_t mlen;
     bool cancelled;          /* the CEO cancelled the task */
     int sim_timer;           /* in-process sim: the work timer, -1 = none */
     size_t scan_off;         /* stdout read for progress lines up to here */
@@ -179,7 +184,15 @@ static void slot_reset(slot_t *s) {
     free(s->input);
     free(s->out);
     free(s->workspace);
+    free(s->mbuf);
+    if (s->msg_fd > 0) {
+        if (s_self && s_self->loop)
+            poller_end(s_self, &s->msg_fd);
+        else
+            close(s->msg_fd);
+    }
     memset(s, 0, sizeof *s);
+    s->msg_fd = -1;
     s->child.pidfd = s->child.stdin_fd = s->child.stdout_fd = s->child.stderr_fd = -1;
     s->child.status_fd = -1;
     s->soft_timer = s->hard_timer = s->sim_timer = -1;
@@ -424,6 +437,167 @@ static int on_stdin(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
     return 0;
 }
 
+/* ---- the agents' message channel (proto/PROTOCOL.md, "Agent messages") ---- */
+
+#define MSG_LINE_MAX 65536
+
+/* One line to the agent. Never blocks the employee: an agent that does not
+ * read its channel loses what does not fit (and we say so in the log). */
+static void to_agent(slot_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void to_agent(slot_t *s, const char *fmt, ...) {
+    if (s->msg_fd < 0)
+        return;
+    char *line = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&line, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    for (int i = 0; i < n; i++)
+        if (line[i] == '\n' || line[i] == '\r')
+            line[i] = ' '; /* one line per message */
+    line = realloc(line, (size_t)n + 2);
+    line[n++] = '\n';
+    ssize_t w = send(s->msg_fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w != n)
+        nx_warn("task %lld: the agent's message channel is full or closed; a line was lost",
+                (long long)s->task);
+    free(line);
+}
+
+/* Splits "WORD REST" off line (in place). */
+static char *word(char **line) {
+    char *p = *line;
+    while (*p == ' ')
+        p++;
+    char *w = p;
+    while (*p && *p != ' ')
+        p++;
+    if (*p)
+        *p++ = '\0';
+    *line = p;
+    return w;
+}
+
+static void agent_line(employee_t *self, slot_t *s, char *line) {
+    char *rest = line;
+    char *verb = word(&rest), *ref = word(&rest);
+    bool known = !strcmp(verb, "send") || !strcmp(verb, "ask") || !strcmp(verb, "publish") ||
+                 !strcmp(verb, "answer");
+    if (!known) {
+        to_agent(s, "error %s unknown command '%.40s' (send, ask, publish, answer)",
+                 *ref ? ref : "-", verb);
+        return;
+    }
+    if (!*ref || strlen(ref) > NX_PROTO_MAX_NAME) {
+        to_agent(s, "error - %s needs a reference word of at most %d bytes first", verb,
+                 NX_PROTO_MAX_NAME);
+        return;
+    }
+    nx_msg_t *m = nx_msg_new(NX_MSG_CHAT);
+    nx_msg_set_str(m, "kind", verb);
+    nx_msg_set_uint(m, "task", (uint64_t)s->task);
+    if (!strcmp(verb, "answer")) {
+        /* answer QID TEXT: the reference is the question's id */
+        char *end;
+        unsigned long long qid = strtoull(ref, &end, 10);
+        if (*end || !qid) {
+            to_agent(s, "error %s answer needs the question's number", ref);
+            nx_msg_destroy(&m);
+            return;
+        }
+        nx_msg_set_uint(m, "qid", qid);
+        nx_msg_set_str(m, "ref", ref);
+    } else {
+        char *to = word(&rest);
+        if (!*to) {
+            to_agent(s, "error %s %s needs a recipient and a text", ref, verb);
+            nx_msg_destroy(&m);
+            return;
+        }
+        nx_msg_set_str(m, "ref", ref);
+        nx_msg_set_str(m, "to", to);
+    }
+    char *text = scrubbed(self, rest);
+    nx_msg_set_str(m, "text", text ? text : "");
+    free(text);
+    send_msg(self, m);
+    nx_msg_destroy(&m);
+}
+
+static int on_msg_fd(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
+    slot_t *s = arg;
+    employee_t *self = s_self;
+    if (!s->used || s->msg_fd != item->fd)
+        return 0;
+    char buf[8192];
+    for (;;) {
+        ssize_t r = recv(s->msg_fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+                poller_end(self, &s->msg_fd); /* the agent closed it */
+            return 0;
+        }
+        if (s->mlen + (size_t)r > MSG_LINE_MAX) {
+            to_agent(s, "error - a line longer than %d bytes was dropped", MSG_LINE_MAX);
+            s->mlen = 0;
+            continue;
+        }
+        char *more = realloc(s->mbuf, s->mlen + (size_t)r + 1);
+        if (!more)
+            return 0;
+        s->mbuf = more;
+        memcpy(s->mbuf + s->mlen, buf, (size_t)r);
+        s->mlen += (size_t)r;
+        char *nl;
+        while (s->mlen && (nl = memchr(s->mbuf, '\n', s->mlen))) {
+            *nl = '\0';
+            if (nl > s->mbuf && nl[-1] == '\r')
+                nl[-1] = '\0';
+            agent_line(self, s, s->mbuf);
+            size_t used = (size_t)(nl - s->mbuf) + 1;
+            memmove(s->mbuf, nl + 1, s->mlen - used);
+            s->mlen -= used;
+        }
+    }
+}
+
+/* A CHAT from the CEO: a reply for one of our agents, or a message or
+ * question for whichever agents we run now. */
+static void on_chat(employee_t *self, const nx_msg_t *m) {
+    const char *kind = nx_msg_str(m, "kind"), *text = nx_msg_str(m, "text");
+    const char *ref = nx_msg_str(m, "ref"), *sender = nx_msg_str(m, "sender");
+    int64_t task = (int64_t)nx_msg_uint(m, "task", 0);
+    if (!text)
+        text = "";
+    bool delivered = false;
+    for (uint32_t i = 0; i < self->nslots; i++) {
+        slot_t *s = &self->slots[i];
+        if (!s->used || s->msg_fd < 0)
+            continue;
+        if (!strcmp(kind, "msg")) {
+            to_agent(s, "msg %s %s", sender ? sender : "?", text);
+            delivered = true;
+        } else if (!strcmp(kind, "question")) {
+            to_agent(s, "question %llu %s %s", (unsigned long long)nx_msg_uint(m, "qid", 0),
+                     sender ? sender : "?", text);
+            delivered = true;
+            break; /* one agent answers */
+        } else if (s->task == task) {
+            if (!strcmp(kind, "reply"))
+                to_agent(s, "reply %s %s", ref ? ref : "-", text);
+            else
+                to_agent(s, "%s %s%s%s", kind, ref ? ref : "-", *text ? " " : "", text);
+            delivered = true;
+        }
+    }
+    if (!delivered)
+        nx_info("a '%s' for our agents arrived with none of them running to take it", kind);
+}
+
 /* The agent exited: reap it, kill what it left in its process group, take
  * the rest of its output, report, free the slot. */
 static int on_exit_fd(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
@@ -446,6 +620,11 @@ static int on_exit_fd(zloop_t *loop, zmq_pollitem_t *item, void *arg) {
         drain(self, s, s->child.stdout_fd, true);
     if (s->child.stderr_fd >= 0)
         drain(self, s, s->child.stderr_fd, false);
+    if (s->msg_fd >= 0) {
+        /* What it said last on its channel goes out before its result. */
+        zmq_pollitem_t it = {NULL, s->msg_fd, ZMQ_POLLIN, 0};
+        on_msg_fd(loop, &it, s);
+    }
     poller_end(self, &s->child.stdout_fd);
     poller_end(self, &s->child.stderr_fd);
     poller_end(self, &s->child.stdin_fd);
@@ -634,10 +813,11 @@ static void start_task(employee_t *self, const nx_msg_t *m) {
     snprintf(env_emp, sizeof env_emp, "NEXUS_EMPLOYEE=%s", self->name);
     snprintf(env_dept, sizeof env_dept, "NEXUS_DEPARTMENT=%s", self->dept->name);
     snprintf(env_role, sizeof env_role, "NEXUS_ROLE=%s", self->dept->role ? self->dept->role : "");
-    char *envp[9 + 32] = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8",
-                          env_task, env_attempt, env_emp, env_dept, env_role, NULL};
+    char *envp[10 + 32] = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8",
+                           env_task, env_attempt, env_emp, env_dept, env_role,
+                           "NEXUS_MSG_FD=3", NULL};
     for (size_t i = 0; i < self->nagent_env && i < 32; i++)
-        envp[8 + i] = self->agent_env[i];
+        envp[9 + i] = self->agent_env[i];
     nx_agent_cmd_t cmd;
     char gitdir[PATH_MAX + 8];
     int rc = nx_agent_command(&self->dept->agent, self->exe, self->dept->role, s->input,
@@ -658,10 +838,21 @@ static void start_task(employee_t *self, const nx_msg_t *m) {
             snprintf(gitdir, sizeof gitdir, "%s/.git", self->company->repo);
             profile.rw[profile.nrw++] = gitdir;
         }
+        int sv[2] = {-1, -1};
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+            sv[0] = sv[1] = -1;
         nx_spawn_opts_t opts = {.argv = cmd.argv, .envp = envp,
                                 .cwd = s->workspace ? s->workspace : self->workspace,
-                                .profile = self->dept->sandbox ? &profile : NULL};
+                                .profile = self->dept->sandbox ? &profile : NULL,
+                                .msg_fd = sv[1] > 2 ? sv[1] : 0};
         rc = nx_sandbox_spawn(&opts, &s->child, err, sizeof err);
+        if (sv[1] >= 0)
+            close(sv[1]);
+        if (rc == 0 && sv[0] >= 0) {
+            s->msg_fd = sv[0];
+            poller_add(self, s->msg_fd, ZMQ_POLLIN, on_msg_fd, s);
+        } else if (sv[0] >= 0)
+            close(sv[0]);
     }
     nx_agent_cmd_clear(&cmd);
     if (rc < 0) {
@@ -712,6 +903,7 @@ static int on_dealer(zloop_t *loop, zsock_t *sock, void *arg) {
                 }
             break;
         case NX_MSG_CANCEL: on_cancel(self, m); break;
+        case NX_MSG_CHAT: on_chat(self, m); break;
         case NX_MSG_HEARTBEAT: break;
         case NX_MSG_TASK:
             self->received++;

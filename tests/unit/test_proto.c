@@ -101,6 +101,13 @@ static nx_msg_t *sample(nx_msg_type_t type) {
         nx_msg_set_str(m, "text", "tool Bash: ls");
         break;
     case NX_MSG_TREE: nx_msg_set_uint(m, "task", 4); break;
+    case NX_MSG_CHAT:
+        nx_msg_set_str(m, "kind", "ask");
+        nx_msg_set_str(m, "ref", "r1");
+        nx_msg_set_str(m, "to", "dept:qa");
+        nx_msg_set_str(m, "text", "is it done?");
+        nx_msg_set_uint(m, "task", 4);
+        break;
     case NX_MSG_EVENT:
         nx_msg_set_str(m, "topic", "task.submitted");
         nx_msg_set_uint(m, "seq", 1);
