@@ -20,6 +20,7 @@ build-asan: deps
 
 demo: build
 	@examples/demo.sh build/nexus
+	@examples/software-demo.sh build/nexus
 
 # Every test under AddressSanitizer + UndefinedBehaviorSanitizer.
 test: build-asan

@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libzmq3-dev libczmq-dev libmsgpack-dev
       libseccomp-dev libsqlite3-dev libcmocka-dev libyaml-dev libjansson-dev libcap-dev
-      python3 sqlite3 util-linux passwd)
+      python3 sqlite3 util-linux passwd git)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,7 +5,10 @@ gives the adapter's result and usage; the CLI's own error, a stream cut
 mid-line, an agent that exits early and one that hangs each fail the task
 with a clear error; progress lines become task.progress events; a secret
 the agent prints never reaches the ledger."""
+import glob
 import os
+import shutil
+import subprocess
 
 from nxtest import Company, check, finish
 
@@ -36,7 +39,21 @@ def company():
     return "company: agents\ndepartments:\n" + "".join(depts)
 
 
+def example_files():
+    """examples/agents/*.yaml are valid company files (their CLIs and keys
+    are not here, so they are loaded, not run)."""
+    for path in sorted(glob.glob(os.path.join(FIXTURES, "..", "..", "examples", "agents",
+                                              "*.yaml"))):
+        c = Company(open(path).read(), "agx")
+        subprocess.run(["git", "init", "-q", os.path.join(c.dir, "product-repo")], check=True)
+        p = c.run("ps")
+        check(p.returncode == 3 and "no company is running" in p.stderr,
+              f"{os.path.basename(path)} loads (then finds no CEO): {p.stderr.strip()[:120]}")
+        shutil.rmtree(c.dir, ignore_errors=True)
+
+
 def main():
+    example_files()
     os.environ["FAKE_SECRET"] = SECRET
     c = Company(company(), "agt")
     try:
