@@ -1036,6 +1036,15 @@ static void on_retry(ceo_t *self, zframe_t *from, const nx_msg_t *m) {
         return;
     }
     int d = nx_company_dept(self->company, t.dept);
+    if (t.workflow || t.parent) {
+        /* Its stages decided its fate together; a retry of one piece would
+         * not move the workflow, so say what to do instead. */
+        reply_error(self, from, m, "bad_state",
+                    "task %lld is part of a workflow; submit the workflow again instead",
+                    (long long)id);
+        nx_task_clear(&t);
+        return;
+    }
     if (!nx_task_state_final(t.state) || t.state == NX_TASK_SUCCEEDED || d < 0) {
         reply_error(self, from, m, "bad_state",
                     "task %lld is %s; only dead, failed or cancelled tasks can be retried",

@@ -19,7 +19,7 @@ import os, sys, time
 fd = int(os.environ["NEXUS_MSG_FD"])
 f = os.fdopen(fd, "r", buffering=1)
 out = os.fdopen(os.dup(fd), "w", buffering=1)
-end = time.time() + 8
+end = time.time() + 20
 got = []
 while time.time() < end:
     line = f.readline()
@@ -30,7 +30,7 @@ while time.time() < end:
     parts = line.split(" ", 3)
     if parts[0] == "question":
         out.write("answer %s six times seven is 42\n" % parts[1])
-    if line.endswith(" m20"):
+    if any(l.endswith(" m20") for l in got) and any(l.startswith("question ") for l in got):
         break
 print("\n".join(got))
 '''
