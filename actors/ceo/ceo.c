@@ -575,6 +575,15 @@ nx_msg_t *ceo_task_info(const nx_task_t *t, bool with_payload) {
 
 void ceo_reply(ceo_t *self, zframe_t *identity, nx_msg_t **msg_p) { reply(self, identity, msg_p); }
 
+void ceo_send_now(ceo_t *self, zframe_t *identity, nx_msg_t **msg_p) {
+    nx_msg_set_id(*msg_p, nx_wire_next_id());
+    nx_msg_set_from(*msg_p, "ceo");
+    int rc = nx_wire_send(self->router, identity, *msg_p, true);
+    if (rc < 0)
+        nx_debug("%s not delivered: %s", nx_msg_type_name(nx_msg_type(*msg_p)), nx_strerror(rc));
+    nx_msg_destroy(msg_p);
+}
+
 /* A task reached a final state: a workflow it belongs to moves on. */
 static void task_final(ceo_t *self, int64_t task, int64_t parent, const nx_msg_t *result) {
     if (parent)

@@ -172,5 +172,8 @@ void chat_tick(ceo_t *self);
 nx_msg_t *ceo_task_info(const nx_task_t *t, bool with_payload);
 /* Queues a reply for after COMMIT (ceo.c). */
 void ceo_reply(ceo_t *self, zframe_t *identity, nx_msg_t **msg_p);
+/* Sends at once, before COMMIT: only for what acknowledges nothing (an
+ * agent's message on its way to another agent). */
+void ceo_send_now(ceo_t *self, zframe_t *identity, nx_msg_t **msg_p);
 
 #endif

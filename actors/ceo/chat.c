@@ -11,6 +11,11 @@
  *    answer   routes an answer to the question's asker
  *    publish  puts the text on the event bus as topic agent.NAME
  *
+ *  A message is delivered as soon as it is routed, before the commit that
+ *  records it; the sender's ok waits for that commit. So a CEO crash can
+ *  lose the record of a message that was delivered (never a task, and
+ *  never an acknowledged message).
+ *
  *  Only agents that are running can receive: a recipient with no running
  *  task is an error back to the sender, never a silent drop. One sender's
  *  messages to one receiver keep their order (one DEALER each way, and the
@@ -43,7 +48,13 @@ static void chat_to(ceo_t *self, emp_t *e, const char *kind, const char *ref, in
     if (text)
         nx_msg_set_str(r, "text", text);
     nx_msg_set_to(r, e->name);
-    ceo_reply(self, e->identity, &r);
+    /* What goes to the other agent leaves at once; what answers the sender
+     * (ok, error) waits for the commit that records the message, like
+     * every acknowledgement. */
+    if (!strcmp(kind, "msg") || !strcmp(kind, "question") || !strcmp(kind, "reply"))
+        ceo_send_now(self, e->identity, &r);
+    else
+        ceo_reply(self, e->identity, &r);
 }
 
 static bool running_agent(const emp_t *e) { return e->state == EMP_ALIVE && e->nheld > 0; }
