@@ -815,6 +815,8 @@ static void on_ps(ceo_t *self, zframe_t *from, const nx_msg_t *m) {
             nx_msg_set_uint(r, "current", (uint64_t)e->held[0].task);
         if (self->dept_notes[e->dept])
             nx_msg_set_str(r, "note", self->dept_notes[e->dept]);
+        if (e->node[0])
+            nx_msg_set_str(r, "node", e->node);
         reply(self, from, &r);
     }
     free(all);
@@ -865,6 +867,7 @@ static void on_hello(ceo_t *self, zframe_t *from, const char *key, const nx_msg_
         zhashx_insert(self->emp_by_id, key, e);
     }
     e->pid = pid;
+    snprintf(e->node, sizeof e->node, "%s", nx_msg_str(m, "node") ? nx_msg_str(m, "node") : "");
     e->capacity = (uint32_t)nx_msg_uint(m, "capacity", 1);
     /* On a new socket its count of received tasks is the baseline for what
      * is in flight. A repeated hello on the same socket must not reset it:

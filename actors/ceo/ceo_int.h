@@ -25,6 +25,7 @@ typedef struct {
     zframe_t *identity;               /* routing id of its current socket */
     char *idkey;                      /* identity as a hash key (owned) */
     uint64_t pid;                     /* its process id, as it said */
+    char node[NX_PROTO_MAX_NAME + 1]; /* the node that runs it, as it said ("" = none) */
     uint32_t capacity;                /* slots it announced */
     uint32_t free;                    /* credit: tasks we may still send */
     uint64_t sent;                    /* TASKs sent on its socket (in its count) */

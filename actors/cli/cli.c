@@ -744,6 +744,8 @@ static int cmd_ps(cli_t *c, int argc, char **argv) {
             json_object_set_new(o, "failed", json_integer((json_int_t)nx_msg_uint(r, "failed", 0)));
             if (nx_msg_str(r, "note"))
                 json_object_set_new(o, "note", json_string(nx_msg_str(r, "note")));
+            if (nx_msg_str(r, "node"))
+                json_object_set_new(o, "node", json_string(nx_msg_str(r, "node")));
             json_object_set_new(o, "current", nx_msg_has(r, "current")
                                                   ? json_integer((json_int_t)nx_msg_uint(r, "current", 0))
                                                   : json_null());
@@ -1091,17 +1093,35 @@ static int node_extra(int opt, void *arg) {
     return 0;
 }
 
+typedef struct {
+    const char *name, *departments;
+} node_args_t;
+
+static int node_args(int opt, void *arg) {
+    node_args_t *a = arg;
+    if (opt == 'n')
+        a->name = optarg;
+    else if (opt == 'D')
+        a->departments = optarg;
+    else
+        return -1;
+    return 0;
+}
+
 static int cmd_node(cli_t *c, int argc, char **argv) {
-    const char *name = NULL;
-    static const struct option extra[] = {{"name", required_argument, 0, 'n'}, {0, 0, 0, 0}};
-    int rc = server_opts(c, argc, argv, "", extra, node_extra, &name);
+    node_args_t a = {0};
+    static const struct option extra[] = {{"name", required_argument, 0, 'n'},
+                                          {"departments", required_argument, 0, 'D'},
+                                          {0, 0, 0, 0}};
+    int rc = server_opts(c, argc, argv, "", extra, node_args, &a);
     if (rc == 0)
         rc = setup(c, true, true);
     if (rc)
         return rc;
     nx_log_init("node");
     nx_node_opts_t o = {.company_path = c->company->path, .home = c->home.dir,
-                        .sigfd = nx_signals_block(), .exe = c->exe, .name = name};
+                        .sigfd = nx_signals_block(), .exe = c->exe, .name = a.name,
+                        .departments = a.departments};
     return nx_node_run(&o);
 }
 
@@ -1361,6 +1381,7 @@ static void usage(FILE *f) {
           "  down                       stop the company; nothing accepted is lost\n"
           "  ceo [company.yaml]         run only the CEO (foreground)\n"
           "  node [company.yaml]        run only a node: starts and restarts employees\n"
+          "       [--name N] [--departments a,b]   (one per host, each with its departments)\n"
           "  employee --name NAME       run one employee (the node does this)\n"
           "\n"
           "Give it work and watch:\n"

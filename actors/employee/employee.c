@@ -129,6 +129,13 @@ static void send_hello(employee_t *self) {
     nx_msg_set_str(m, "dept", self->dept->name);
     nx_msg_set_uint(m, "capacity", self->nslots);
     nx_msg_set_uint(m, "pid", (uint64_t)getpid());
+    const char *node = getenv("NEXUS_NODE"); /* set by the node that started us */
+    if (node && *node && strlen(node) <= NX_PROTO_MAX_NAME) {
+        char copy[NX_PROTO_MAX_NAME + 1];
+        snprintf(copy, sizeof copy, "%s", node);
+        nx_utf8_sanitize(copy);
+        nx_msg_set_str(m, "node", copy);
+    }
     send_msg(self, m);
     nx_msg_destroy(&m);
 }

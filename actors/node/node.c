@@ -287,14 +287,38 @@ int nx_node_run(const nx_node_opts_t *opts) {
         snprintf(self->name, sizeof self->name, "%s", opts->name);
     else if (gethostname(self->name, sizeof self->name - 1) < 0)
         snprintf(self->name, sizeof self->name, "node");
-    self->nchildren = self->company->nemployees;
-    self->children = calloc(self->nchildren ? self->nchildren : 1, sizeof *self->children);
-    self->groups = calloc(self->company->ndepts, sizeof *self->groups);
-    for (size_t i = 0; i < self->nchildren; i++) {
-        self->children[i].name = self->company->employees[i].name;
-        self->children[i].dept = self->company->employees[i].dept;
-        self->children[i].restart = self->company->employees[i].restart;
+    /* Which departments this node runs: all, or those it was given. */
+    bool *mine = calloc(self->company->ndepts ? self->company->ndepts : 1, sizeof *mine);
+    for (size_t d = 0; d < self->company->ndepts; d++)
+        mine[d] = opts->departments == NULL;
+    if (opts->departments) {
+        char *list = strdup(opts->departments), *save = NULL;
+        for (char *dn = strtok_r(list, ",", &save); dn; dn = strtok_r(NULL, ",", &save)) {
+            int d = nx_company_dept(self->company, dn);
+            if (d < 0) {
+                nx_error("--departments: no department '%s' in %s", dn, opts->company_path);
+                free(list);
+                free(mine);
+                nx_company_destroy(&self->company);
+                return 2;
+            }
+            mine[d] = true;
+        }
+        free(list);
     }
+    self->children = calloc(self->company->nemployees ? self->company->nemployees : 1,
+                            sizeof *self->children);
+    self->groups = calloc(self->company->ndepts, sizeof *self->groups);
+    for (size_t i = 0; i < self->company->nemployees; i++) {
+        if (!mine[self->company->employees[i].dept])
+            continue;
+        child_t *ch = &self->children[self->nchildren++];
+        ch->name = self->company->employees[i].name;
+        ch->dept = self->company->employees[i].dept;
+        ch->restart = self->company->employees[i].restart;
+    }
+    free(mine);
+    setenv("NEXUS_NODE", self->name, 1); /* its employees say which node runs them */
     self->dealer = zsock_new(ZMQ_DEALER);
     zsock_set_linger(self->dealer, 500);
     zsock_set_reconnect_ivl(self->dealer, 100);
