@@ -169,12 +169,17 @@ static int commit_work(const char *input, size_t len, uint32_t attempt) {
     snprintf(msg, sizeof msg, "task %s: %.*s", task ? task : "?", (int)headline(input, len), input);
     char *add[] = {"git", "add", name, NULL};
     char *commit[] = {"git", "-c", "user.name=Nexus sim", "-c", "user.email=sim@nexus.invalid",
-                      "commit", "-q", "-m", msg, NULL};
-    if (git(add) != 0 || git(commit) != 0) {
-        fprintf(stderr, "sim: git could not commit %s\n", name);
-        return 75;
+                      "commit", "-q", "-m", msg, "--", name, NULL};
+    /* Subtasks of one task share its worktree and run at once: another
+     * agent's git may hold the index lock for a moment, so try again; and
+     * commit only our file, whatever else is staged. */
+    for (int i = 0; i < 40; i++) {
+        if (git(add) == 0 && git(commit) == 0)
+            return 0;
+        sleep_ms(25 + (int64_t)(mix(i, name, strlen(name), attempt) % 50));
     }
-    return 0;
+    fprintf(stderr, "sim: git could not commit %s\n", name);
+    return 75;
 }
 
 int nx_agent_sim_main(int argc, char **argv) {
