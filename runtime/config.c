@@ -143,23 +143,8 @@ int nx_agent_kind_from_name(const char *name, nx_agent_kind_t *ret_kind) {
     return NX_EUSAGE;
 }
 
-/* A list of plain strings (tool names, arguments). */
-static int get_strs(ctx_t *c, const yaml_node_t *n, const char *path, char ***ret) {
-    if (n->type != YAML_SEQUENCE_NODE)
-        return fail(c, n, path, "expected a list of strings");
-    size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
-    char **list = calloc(cnt + 1, sizeof *list);
-    if (!list)
-        return -ENOMEM;
-    *ret = list;
-    for (size_t i = 0; i < cnt; i++) {
-        yaml_node_t *it = yaml_document_get_node(c->doc, n->data.sequence.items.start[i]);
-        if (!scalar(it))
-            return fail(c, it, path, "item %zu is not a string", i + 1);
-        list[i] = strdup(scalar(it));
-    }
-    return 0;
-}
+static int get_list(ctx_t *c, const yaml_node_t *n, const char *path, const char *what,
+                    const char *hint, size_t max, bool (*ok)(const char *), char ***ret);
 
 static int parse_agent(ctx_t *c, const yaml_node_t *n, const char *dpath, nx_agent_conf_t *a) {
     char path[256];
@@ -237,9 +222,9 @@ static int parse_agent(ctx_t *c, const yaml_node_t *n, const char *dpath, nx_age
         else if (!strcmp(key, "permission_mode"))
             rc = get_str(c, v, fpath, &a->permission_mode);
         else if (!strcmp(key, "allowed_tools"))
-            rc = get_strs(c, v, fpath, &a->allowed_tools);
+            rc = get_list(c, v, fpath, "tool name", "", 0, NULL, &a->allowed_tools);
         else if (!strcmp(key, "args"))
-            rc = get_strs(c, v, fpath, &a->args);
+            rc = get_list(c, v, fpath, "argument", "", 0, NULL, &a->args);
         else if (!strcmp(key, "crash_rate"))
             rc = get_number(c, v, fpath, 0, 1, &a->crash_rate);
         else if (!strcmp(key, "reject_rate"))
@@ -377,12 +362,15 @@ static int parse_supervision(ctx_t *c, const yaml_node_t *n, const char *path,
     return 0;
 }
 
-static int get_paths(ctx_t *c, const yaml_node_t *n, const char *path, char ***ret) {
+/* A list of strings, each checked by `ok` (NULL: any string); `what`
+ * names an item in errors, `hint` says what a good one looks like. */
+static int get_list(ctx_t *c, const yaml_node_t *n, const char *path, const char *what,
+                    const char *hint, size_t max, bool (*ok)(const char *), char ***ret) {
     if (n->type != YAML_SEQUENCE_NODE)
-        return fail(c, n, path, "expected a list of absolute paths");
+        return fail(c, n, path, "expected a list of %ss", what);
     size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
-    if (cnt > 12)
-        return fail(c, n, path, "at most 12 paths");
+    if (max && cnt > max)
+        return fail(c, n, path, "at most %zu %ss", max, what);
     char **list = calloc(cnt + 1, sizeof *list);
     if (!list)
         return -ENOMEM;
@@ -390,34 +378,30 @@ static int get_paths(ctx_t *c, const yaml_node_t *n, const char *path, char ***r
     for (size_t i = 0; i < cnt; i++) {
         yaml_node_t *it = yaml_document_get_node(c->doc, n->data.sequence.items.start[i]);
         const char *s = scalar(it);
-        if (!s || s[0] != '/')
-            return fail(c, it, path, "'%s' is not an absolute path", s ? s : "");
+        if (!s || (ok && !ok(s)))
+            return fail(c, it, path, "'%s' is not %s %s%s", s ? s : "",
+                        strchr("aeiou", what[0]) ? "an" : "a", what, hint);
         list[i] = strdup(s);
     }
     return 0;
 }
 
-/* Names of environment variables: [A-Z_][A-Z0-9_]*. */
+static bool absolute(const char *s) { return s[0] == '/'; }
+
+/* [A-Z_][A-Z0-9_]* */
+static bool env_name(const char *s) {
+    bool ok = *s && !(s[0] >= '0' && s[0] <= '9');
+    for (const char *p = s; ok && *p; p++)
+        ok = (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_';
+    return ok;
+}
+
+static int get_paths(ctx_t *c, const yaml_node_t *n, const char *path, char ***ret) {
+    return get_list(c, n, path, "absolute path", "", 12, absolute, ret);
+}
+
 static int get_env_names(ctx_t *c, const yaml_node_t *n, const char *path, char ***ret) {
-    if (n->type != YAML_SEQUENCE_NODE)
-        return fail(c, n, path, "expected a list of environment variable names");
-    size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
-    char **list = calloc(cnt + 1, sizeof *list);
-    if (!list)
-        return -ENOMEM;
-    *ret = list;
-    for (size_t i = 0; i < cnt; i++) {
-        yaml_node_t *it = yaml_document_get_node(c->doc, n->data.sequence.items.start[i]);
-        const char *s = scalar(it);
-        bool ok = s && *s && !(s[0] >= '0' && s[0] <= '9');
-        for (const char *p = s; ok && *p; p++)
-            ok = (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_';
-        if (!ok)
-            return fail(c, it, path, "'%s' is not an environment variable name (A-Z 0-9 _)",
-                        s ? s : "");
-        list[i] = strdup(s);
-    }
-    return 0;
+    return get_list(c, n, path, "environment variable name", " (A-Z 0-9 _)", 0, env_name, ret);
 }
 
 /* Credential files must exist and be private to their owner: a secret

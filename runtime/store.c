@@ -388,6 +388,24 @@ int nx_store_task_finish(nx_store_t *self, int64_t id, uint32_t attempt, nx_task
     return step_done(st);
 }
 
+/* Steps a bound statement over task rows, calling fn for each, then
+ * finalizes it. Returns fn's first non-zero value, or NX_ESTORE. */
+static int walk_tasks(sqlite3_stmt *st, bool with_payload, nx_store_task_fn fn, void *arg) {
+    int rc, ret = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        nx_task_t t;
+        row_to_task(st, &t, with_payload);
+        ret = fn(&t, arg);
+        nx_task_clear(&t);
+        if (ret)
+            break;
+    }
+    if (!ret && rc != SQLITE_DONE)
+        ret = NX_ESTORE;
+    sqlite3_finalize(st);
+    return ret;
+}
+
 int nx_store_task_foreach(nx_store_t *self, int state, const char *dept, int64_t after,
                           uint64_t limit,
                           bool with_payload, nx_store_task_fn fn, void *arg) {
@@ -405,19 +423,7 @@ int nx_store_task_foreach(nx_store_t *self, int state, const char *dept, int64_t
     sqlite3_bind_int64(st, 4, after);
     if (limit)
         sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
-    int rc, ret = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        nx_task_t t;
-        row_to_task(st, &t, with_payload);
-        ret = fn(&t, arg);
-        nx_task_clear(&t);
-        if (ret)
-            break;
-    }
-    if (!ret && rc != SQLITE_DONE)
-        ret = NX_ESTORE;
-    sqlite3_finalize(st);
-    return ret;
+    return walk_tasks(st, with_payload, fn, arg);
 }
 
 int nx_store_task_children(nx_store_t *self, int64_t parent, bool with_payload,
@@ -429,19 +435,7 @@ int nx_store_task_children(nx_store_t *self, int64_t parent, bool with_payload,
     if (sqlite3_prepare_v2(self->db, sql, -1, &st, NULL) != SQLITE_OK)
         return NX_ESTORE;
     sqlite3_bind_int64(st, 1, parent);
-    int rc, ret = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        nx_task_t t;
-        row_to_task(st, &t, with_payload);
-        ret = fn(&t, arg);
-        nx_task_clear(&t);
-        if (ret)
-            break;
-    }
-    if (!ret && rc != SQLITE_DONE)
-        ret = NX_ESTORE;
-    sqlite3_finalize(st);
-    return ret;
+    return walk_tasks(st, with_payload, fn, arg);
 }
 
 int nx_store_task_flow(nx_store_t *self, int64_t id, uint32_t stage, uint32_t rejects) {
@@ -488,19 +482,7 @@ int nx_store_worktrees_done(nx_store_t *self, int64_t before_ms, nx_store_task_f
                            -1, &st, NULL) != SQLITE_OK)
         return NX_ESTORE;
     sqlite3_bind_int64(st, 1, before_ms);
-    int rc, ret = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        nx_task_t t;
-        row_to_task(st, &t, false);
-        ret = fn(&t, arg);
-        nx_task_clear(&t);
-        if (ret)
-            break;
-    }
-    if (!ret && rc != SQLITE_DONE)
-        ret = NX_ESTORE;
-    sqlite3_finalize(st);
-    return ret;
+    return walk_tasks(st, false, fn, arg);
 }
 
 int nx_store_task_commits(nx_store_t *self, int64_t id, const char *commits) {

@@ -529,6 +529,16 @@ static int parse_task_id(cli_t *c, const char *s, uint64_t *ret) {
     return 0;
 }
 
+/* The task id at argv[optind], and a client connected to the CEO. */
+static int task_and_ceo(cli_t *c, int argc, char **argv, uint64_t *ret_id, nx_client_t **ret_cl) {
+    if (optind >= argc) {
+        die_msg(c, "which task? give its id");
+        return NX_EXIT_USAGE;
+    }
+    int rc = parse_task_id(c, argv[optind], ret_id);
+    return rc ? rc : open_ceo(c, ret_cl);
+}
+
 /* status, wait, cancel, retry: one task id in, the task (after the change)
  * out. Only `wait` takes --timeout. */
 static int cmd_task(cli_t *c, int argc, char **argv, nx_msg_type_t type) {
@@ -547,14 +557,8 @@ static int cmd_task(cli_t *c, int argc, char **argv, nx_msg_type_t type) {
             return NX_EXIT_USAGE;
     }
     uint64_t id;
-    if (optind >= argc) {
-        die_msg(c, "which task? give its id");
-        return NX_EXIT_USAGE;
-    }
-    int rc = parse_task_id(c, argv[optind], &id);
     nx_client_t *cl = NULL;
-    if (rc == 0)
-        rc = open_ceo(c, &cl);
+    int rc = task_and_ceo(c, argc, argv, &id, &cl);
     if (rc)
         return rc;
     nx_msg_t *m = nx_msg_new(type), *r = NULL;
@@ -945,14 +949,8 @@ static int cmd_tree(cli_t *c, int argc, char **argv) {
     if (common_only(c, argc, argv) < 0)
         return NX_EXIT_USAGE;
     uint64_t id;
-    if (optind >= argc) {
-        die_msg(c, "which task? give its id");
-        return NX_EXIT_USAGE;
-    }
-    int rc = parse_task_id(c, argv[optind], &id);
     nx_client_t *cl = NULL;
-    if (rc == 0)
-        rc = open_ceo(c, &cl);
+    int rc = task_and_ceo(c, argc, argv, &id, &cl);
     if (rc)
         return rc;
     nx_msg_t *m = nx_msg_new(NX_MSG_TREE);
@@ -986,14 +984,8 @@ static int cmd_diff(cli_t *c, int argc, char **argv) {
     if (common_only(c, argc, argv) < 0)
         return NX_EXIT_USAGE;
     uint64_t id;
-    if (optind >= argc) {
-        die_msg(c, "which task? give its id");
-        return NX_EXIT_USAGE;
-    }
-    int rc = parse_task_id(c, argv[optind], &id);
     nx_client_t *cl = NULL;
-    if (rc == 0)
-        rc = open_ceo(c, &cl);
+    int rc = task_and_ceo(c, argc, argv, &id, &cl);
     if (rc)
         return rc;
     if (!c->company || !c->company->repo) {
