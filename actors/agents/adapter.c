@@ -54,6 +54,21 @@ void argv_program(argv_t *a, const nx_agent_conf_t *conf, const char *name) {
     argv_push(a, conf->binary ? conf->binary : name);
 }
 
+void argv_opt(argv_t *a, const char *flag, const char *value) {
+    if (!value)
+        return;
+    argv_push(a, flag);
+    argv_push(a, value);
+}
+
+int argv_prompt(argv_t *av, const nx_agent_conf_t *conf, const char *name, const void *input,
+                size_t len, char **ret_prompt, char *err, size_t errlen) {
+    int rc = input_arg(input, len, ret_prompt, err, errlen);
+    if (rc == 0)
+        argv_program(av, conf, name);
+    return rc;
+}
+
 void argv_extra(argv_t *a, const nx_agent_conf_t *conf) {
     for (char **x = conf->args; x && *x; x++)
         argv_push(a, *x);

@@ -22,6 +22,12 @@ void argv_push(argv_t *a, const char *s);
 void argv_pushf(argv_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The CLI's binary: conf->binary, or its name. */
 void argv_program(argv_t *a, const nx_agent_conf_t *conf, const char *name);
+/* flag and value, when value is set (--model M, ...). */
+void argv_opt(argv_t *a, const char *flag, const char *value);
+/* For CLIs that take the prompt as an argument: *ret_prompt (the caller's)
+ * and av started with the program. NX_EUSAGE when the input is too large. */
+int argv_prompt(argv_t *av, const nx_agent_conf_t *conf, const char *name, const void *input,
+                size_t len, char **ret_prompt, char *err, size_t errlen);
 /* conf->args, after the adapter's own. */
 void argv_extra(argv_t *a, const nx_agent_conf_t *conf);
 /* Hands the argv to cmd. Returns 0 or -ENOMEM. */

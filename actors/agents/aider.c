@@ -18,12 +18,11 @@
 static int aider_command(const nx_agent_conf_t *conf, const char *exe, const char *role,
                          const void *input, size_t len, nx_agent_cmd_t *cmd, char *err,
                          size_t errlen) {
+    argv_t av = {0};
     char *prompt;
-    int rc = input_arg(input, len, &prompt, err, errlen);
+    int rc = argv_prompt(&av, conf, "aider", input, len, &prompt, err, errlen);
     if (rc < 0)
         return rc;
-    argv_t av = {0};
-    argv_program(&av, conf, "aider");
     argv_push(&av, "--message");
     argv_push(&av, prompt);
     free(prompt);
@@ -31,10 +30,7 @@ static int aider_command(const nx_agent_conf_t *conf, const char *exe, const cha
     argv_push(&av, "--no-auto-commits");
     argv_push(&av, "--no-stream");
     argv_push(&av, "--no-pretty");
-    if (conf->model) {
-        argv_push(&av, "--model");
-        argv_push(&av, conf->model);
-    }
+    argv_opt(&av, "--model", conf->model);
     argv_extra(&av, conf);
     return argv_finish(&av, cmd);
 }

@@ -28,14 +28,8 @@ static int claude_command(const nx_agent_conf_t *conf, const char *exe, const ch
     argv_push(&av, "--output-format");
     argv_push(&av, "stream-json");
     argv_push(&av, "--verbose");
-    if (conf->model) {
-        argv_push(&av, "--model");
-        argv_push(&av, conf->model);
-    }
-    if (conf->permission_mode) {
-        argv_push(&av, "--permission-mode");
-        argv_push(&av, conf->permission_mode);
-    }
+    argv_opt(&av, "--model", conf->model);
+    argv_opt(&av, "--permission-mode", conf->permission_mode);
     if (conf->allowed_tools && conf->allowed_tools[0]) {
         /* One comma-separated value: the option is variadic, and a list
          * of separate words would swallow what follows it. */
@@ -48,9 +42,8 @@ static int claude_command(const nx_agent_conf_t *conf, const char *exe, const ch
                 strcat(joined, ",");
             strcat(joined, *t);
         }
-        argv_push(&av, "--allowedTools");
         if (joined)
-            argv_push(&av, joined);
+            argv_opt(&av, "--allowedTools", joined);
         else
             av.oom = true;
         free(joined);

@@ -22,23 +22,16 @@
 static int codex_command(const nx_agent_conf_t *conf, const char *exe, const char *role,
                          const void *input, size_t len, nx_agent_cmd_t *cmd, char *err,
                          size_t errlen) {
+    argv_t av = {0};
     char *prompt;
-    int rc = input_arg(input, len, &prompt, err, errlen);
+    int rc = argv_prompt(&av, conf, "codex", input, len, &prompt, err, errlen);
     if (rc < 0)
         return rc;
-    argv_t av = {0};
-    argv_program(&av, conf, "codex");
     argv_push(&av, "exec");
     argv_push(&av, "--json");
     argv_push(&av, "--skip-git-repo-check");
-    if (conf->model) {
-        argv_push(&av, "--model");
-        argv_push(&av, conf->model);
-    }
-    if (conf->permission_mode) {
-        argv_push(&av, "--sandbox");
-        argv_push(&av, conf->permission_mode);
-    }
+    argv_opt(&av, "--model", conf->model);
+    argv_opt(&av, "--sandbox", conf->permission_mode);
     argv_extra(&av, conf);
     argv_push(&av, prompt);
     free(prompt);

@@ -17,27 +17,21 @@
 static int copilot_command(const nx_agent_conf_t *conf, const char *exe, const char *role,
                            const void *input, size_t len, nx_agent_cmd_t *cmd, char *err,
                            size_t errlen) {
+    argv_t av = {0};
     char *prompt;
-    int rc = input_arg(input, len, &prompt, err, errlen);
+    int rc = argv_prompt(&av, conf, "copilot", input, len, &prompt, err, errlen);
     if (rc < 0)
         return rc;
-    argv_t av = {0};
-    argv_program(&av, conf, "copilot");
     argv_push(&av, "-p");
     argv_push(&av, prompt);
     free(prompt);
     argv_push(&av, "-s");
     argv_push(&av, "--no-color");
     argv_push(&av, "--no-ask-user");
-    if (conf->model) {
-        argv_push(&av, "--model");
-        argv_push(&av, conf->model);
-    }
+    argv_opt(&av, "--model", conf->model);
     if (conf->allowed_tools && conf->allowed_tools[0])
-        for (char **t = conf->allowed_tools; *t; t++) {
-            argv_push(&av, "--allow-tool");
-            argv_push(&av, *t);
-        }
+        for (char **t = conf->allowed_tools; *t; t++)
+            argv_opt(&av, "--allow-tool", *t);
     else
         argv_push(&av, "--allow-all-tools");
     argv_extra(&av, conf);

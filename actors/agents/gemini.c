@@ -22,29 +22,20 @@
 static int gemini_command(const nx_agent_conf_t *conf, const char *exe, const char *role,
                           const void *input, size_t len, nx_agent_cmd_t *cmd, char *err,
                           size_t errlen) {
+    argv_t av = {0};
     char *prompt;
-    int rc = input_arg(input, len, &prompt, err, errlen);
+    int rc = argv_prompt(&av, conf, "gemini", input, len, &prompt, err, errlen);
     if (rc < 0)
         return rc;
-    argv_t av = {0};
-    argv_program(&av, conf, "gemini");
     argv_push(&av, "-p");
     argv_push(&av, prompt);
     free(prompt);
     argv_push(&av, "--output-format");
     argv_push(&av, "stream-json");
-    if (conf->model) {
-        argv_push(&av, "-m");
-        argv_push(&av, conf->model);
-    }
-    if (conf->permission_mode) {
-        argv_push(&av, "--approval-mode");
-        argv_push(&av, conf->permission_mode);
-    }
-    for (char **t = conf->allowed_tools; t && *t; t++) {
-        argv_push(&av, "--allowed-tools");
-        argv_push(&av, *t);
-    }
+    argv_opt(&av, "-m", conf->model);
+    argv_opt(&av, "--approval-mode", conf->permission_mode);
+    for (char **t = conf->allowed_tools; t && *t; t++)
+        argv_opt(&av, "--allowed-tools", *t);
     argv_extra(&av, conf);
     return argv_finish(&av, cmd);
 }

@@ -529,6 +529,32 @@ static int parse_task_id(cli_t *c, const char *s, uint64_t *ret) {
     return 0;
 }
 
+/* Each item of a streamed reply. */
+typedef void (*stream_fn)(cli_t *c, const nx_msg_t *item, void *arg);
+
+/* Sends *req (destroyed) and hands each reply of `type` to fn, until the
+ * END (or any other message). Returns 0, or the exit code of a failed call. */
+static int stream_call(cli_t *c, nx_client_t *cl, nx_msg_t **req, nx_msg_type_t type,
+                       stream_fn fn, void *arg) {
+    int64_t id = nx_client_send(cl, *req);
+    nx_msg_destroy(req);
+    for (;;) {
+        nx_msg_t *r = NULL;
+        int crc = nx_client_recv_reply(cl, id, CALL_TIMEOUT_MS, &r);
+        if (crc < 0) {
+            int rc = call_failed(c, crc, r);
+            nx_msg_destroy(&r);
+            return rc;
+        }
+        bool item = nx_msg_type(r) == type;
+        if (item)
+            fn(c, r, arg);
+        nx_msg_destroy(&r);
+        if (!item)
+            return 0;
+    }
+}
+
 /* The task id at argv[optind], and a client connected to the CEO. */
 static int task_and_ceo(cli_t *c, int argc, char **argv, uint64_t *ret_id, nx_client_t **ret_cl) {
     if (optind >= argc) {
@@ -617,6 +643,40 @@ static int cmd_stats(cli_t *c, int argc, char **argv) {
     return rc;
 }
 
+typedef struct {
+    uint64_t after, page, shown, limit;
+} task_page_t;
+
+/* One line (or JSON object) of `nexus tasks`. */
+static void task_item(cli_t *c, const nx_msg_t *r, void *arg) {
+    task_page_t *pg = arg;
+    pg->page++;
+    pg->after = nx_msg_uint(r, "task", pg->after);
+    if (pg->limit && pg->shown >= pg->limit)
+        return;
+    pg->shown++;
+    if (c->json)
+        print_json(task_json(r));
+    else {
+        size_t len;
+        const char *text = nx_msg_str(r, "error");
+        if (!text)
+            text = nx_msg_bin(r, "output", &len);
+        char brief[61] = "";
+        if (text) {
+            snprintf(brief, sizeof brief, "%s", text);
+            for (char *p = brief; *p; p++)
+                if (*p == '\n' || *p == '\t')
+                    *p = ' ';
+        }
+        printf("%-8llu %-14s %-10s %-8llu %-18s %s\n",
+               (unsigned long long)nx_msg_uint(r, "task", 0), nx_msg_str(r, "dept"),
+               nx_msg_str(r, "state"),
+               (unsigned long long)nx_msg_uint(r, "attempts", 0),
+               nx_msg_str(r, "employee") ? nx_msg_str(r, "employee") : "-", brief);
+    }
+}
+
 static int cmd_tasks(cli_t *c, int argc, char **argv) {
     static const struct option opts[] = {{"state", required_argument, 0, 's'},
                                          {"dept", required_argument, 0, 'd'},
@@ -650,64 +710,58 @@ static int cmd_tasks(cli_t *c, int argc, char **argv) {
     if (!c->json)
         printf("%-8s %-14s %-10s %-8s %-18s %s\n", "ID", "DEPT", "STATE", "ATTEMPTS", "EMPLOYEE",
                "OUTPUT/ERROR");
-    uint64_t after = 0, shown = 0;
+    task_page_t pg = {.limit = limit};
     for (;;) {
         nx_msg_t *m = nx_msg_new(NX_MSG_TASKS);
         if (state)
             nx_msg_set_str(m, "state", state);
         if (dept)
             nx_msg_set_str(m, "dept", dept);
-        nx_msg_set_uint(m, "after", after);
+        nx_msg_set_uint(m, "after", pg.after);
         nx_msg_set_uint(m, "limit", 1000);
-        int64_t id = nx_client_send(cl, m);
-        nx_msg_destroy(&m);
-        uint64_t page = 0;
-        bool done = false;
-        while (!done) {
-            nx_msg_t *r = NULL;
-            int crc = nx_client_recv_reply(cl, id, CALL_TIMEOUT_MS, &r);
-            if (crc < 0) {
-                rc = call_failed(c, crc, r);
-                nx_msg_destroy(&r);
-                goto out;
-            }
-            if (nx_msg_type(r) == NX_MSG_END)
-                done = true;
-            else if (nx_msg_type(r) == NX_MSG_TASK_INFO) {
-                page++;
-                after = nx_msg_uint(r, "task", after);
-                if (!limit || shown < limit) {
-                    shown++;
-                    if (c->json)
-                        print_json(task_json(r));
-                    else {
-                        size_t len;
-                        const char *text = nx_msg_str(r, "error");
-                        if (!text)
-                            text = nx_msg_bin(r, "output", &len);
-                        char brief[61] = "";
-                        if (text) {
-                            snprintf(brief, sizeof brief, "%s", text);
-                            for (char *p = brief; *p; p++)
-                                if (*p == '\n' || *p == '\t')
-                                    *p = ' ';
-                        }
-                        printf("%-8llu %-14s %-10s %-8llu %-18s %s\n",
-                               (unsigned long long)nx_msg_uint(r, "task", 0), nx_msg_str(r, "dept"),
-                               nx_msg_str(r, "state"),
-                               (unsigned long long)nx_msg_uint(r, "attempts", 0),
-                               nx_msg_str(r, "employee") ? nx_msg_str(r, "employee") : "-", brief);
-                    }
-                }
-            }
-            nx_msg_destroy(&r);
-        }
-        if (page < 1000 || (limit && shown >= limit))
+        pg.page = 0;
+        if ((rc = stream_call(c, cl, &m, NX_MSG_TASK_INFO, task_item, &pg)) != 0)
+            break;
+        if (pg.page < 1000 || (limit && pg.shown >= limit))
             break;
     }
-out:
     nx_client_destroy(&cl);
     return rc;
+}
+
+/* One line (or JSON object) of `nexus ps`. */
+static void employee_item(cli_t *c, const nx_msg_t *r, void *arg) {
+    if (c->json) {
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(nx_msg_str(r, "name")));
+        json_object_set_new(o, "dept", json_string(nx_msg_str(r, "dept")));
+        json_object_set_new(o, "state", json_string(nx_msg_str(r, "state")));
+        json_object_set_new(o, "pid", json_integer((json_int_t)nx_msg_uint(r, "pid", 0)));
+        json_object_set_new(o, "capacity",
+                            json_integer((json_int_t)nx_msg_uint(r, "capacity", 0)));
+        json_object_set_new(o, "busy", json_integer((json_int_t)nx_msg_uint(r, "busy", 0)));
+        json_object_set_new(o, "done", json_integer((json_int_t)nx_msg_uint(r, "done", 0)));
+        json_object_set_new(o, "failed", json_integer((json_int_t)nx_msg_uint(r, "failed", 0)));
+        if (nx_msg_str(r, "note"))
+            json_object_set_new(o, "note", json_string(nx_msg_str(r, "note")));
+        if (nx_msg_str(r, "node"))
+            json_object_set_new(o, "node", json_string(nx_msg_str(r, "node")));
+        json_object_set_new(o, "current", nx_msg_has(r, "current")
+                                              ? json_integer((json_int_t)nx_msg_uint(r, "current", 0))
+                                              : json_null());
+        print_json(o);
+    } else {
+        char cur[32] = "-";
+        if (nx_msg_has(r, "current"))
+            snprintf(cur, sizeof cur, "%llu", (unsigned long long)nx_msg_uint(r, "current", 0));
+        printf("%-20s %-14s %-6s %-8llu %-6llu %-6llu %s%s%s\n", nx_msg_str(r, "name"),
+               nx_msg_str(r, "dept"), nx_msg_str(r, "state"),
+               (unsigned long long)nx_msg_uint(r, "pid", 0),
+               (unsigned long long)nx_msg_uint(r, "done", 0),
+               (unsigned long long)nx_msg_uint(r, "failed", 0), cur,
+               nx_msg_str(r, "note") ? "  ! department: " : "",
+               nx_msg_str(r, "note") ? nx_msg_str(r, "note") : "");
+    }
 }
 
 static int cmd_ps(cli_t *c, int argc, char **argv) {
@@ -718,56 +772,10 @@ static int cmd_ps(cli_t *c, int argc, char **argv) {
     if (rc)
         return rc;
     nx_msg_t *m = nx_msg_new(NX_MSG_PS);
-    int64_t id = nx_client_send(cl, m);
-    nx_msg_destroy(&m);
     if (!c->json)
         printf("%-20s %-14s %-6s %-8s %-6s %-6s %s\n", "NAME", "DEPT", "STATE", "PID", "DONE",
                "FAILED", "CURRENT");
-    for (;;) {
-        nx_msg_t *r = NULL;
-        int crc = nx_client_recv_reply(cl, id, CALL_TIMEOUT_MS, &r);
-        if (crc < 0) {
-            rc = call_failed(c, crc, r);
-            nx_msg_destroy(&r);
-            break;
-        }
-        if (nx_msg_type(r) != NX_MSG_EMPLOYEE_INFO) {
-            nx_msg_destroy(&r);
-            break;
-        }
-        if (c->json) {
-            json_t *o = json_object();
-            json_object_set_new(o, "name", json_string(nx_msg_str(r, "name")));
-            json_object_set_new(o, "dept", json_string(nx_msg_str(r, "dept")));
-            json_object_set_new(o, "state", json_string(nx_msg_str(r, "state")));
-            json_object_set_new(o, "pid", json_integer((json_int_t)nx_msg_uint(r, "pid", 0)));
-            json_object_set_new(o, "capacity",
-                                json_integer((json_int_t)nx_msg_uint(r, "capacity", 0)));
-            json_object_set_new(o, "busy", json_integer((json_int_t)nx_msg_uint(r, "busy", 0)));
-            json_object_set_new(o, "done", json_integer((json_int_t)nx_msg_uint(r, "done", 0)));
-            json_object_set_new(o, "failed", json_integer((json_int_t)nx_msg_uint(r, "failed", 0)));
-            if (nx_msg_str(r, "note"))
-                json_object_set_new(o, "note", json_string(nx_msg_str(r, "note")));
-            if (nx_msg_str(r, "node"))
-                json_object_set_new(o, "node", json_string(nx_msg_str(r, "node")));
-            json_object_set_new(o, "current", nx_msg_has(r, "current")
-                                                  ? json_integer((json_int_t)nx_msg_uint(r, "current", 0))
-                                                  : json_null());
-            print_json(o);
-        } else {
-            char cur[32] = "-";
-            if (nx_msg_has(r, "current"))
-                snprintf(cur, sizeof cur, "%llu", (unsigned long long)nx_msg_uint(r, "current", 0));
-            printf("%-20s %-14s %-6s %-8llu %-6llu %-6llu %s%s%s\n", nx_msg_str(r, "name"),
-                   nx_msg_str(r, "dept"), nx_msg_str(r, "state"),
-                   (unsigned long long)nx_msg_uint(r, "pid", 0),
-                   (unsigned long long)nx_msg_uint(r, "done", 0),
-                   (unsigned long long)nx_msg_uint(r, "failed", 0), cur,
-                   nx_msg_str(r, "note") ? "  ! department: " : "",
-                   nx_msg_str(r, "note") ? nx_msg_str(r, "note") : "");
-        }
-        nx_msg_destroy(&r);
-    }
+    rc = stream_call(c, cl, &m, NX_MSG_EMPLOYEE_INFO, employee_item, NULL);
     nx_client_destroy(&cl);
     return rc;
 }
@@ -801,6 +809,12 @@ static void print_event(cli_t *c, const nx_msg_t *e) {
         putchar('\n');
     }
     fflush(stdout);
+}
+
+/* One event of the history; remembers its sequence number. */
+static void event_item(cli_t *c, const nx_msg_t *r, void *arg) {
+    *(uint64_t *)arg = nx_msg_uint(r, "seq", 0);
+    print_event(c, r);
 }
 
 static int cmd_events(cli_t *c, int argc, char **argv) {
@@ -854,24 +868,8 @@ static int cmd_events(cli_t *c, int argc, char **argv) {
         if (task)
             nx_msg_set_uint(m, "task", task);
         nx_msg_set_uint(m, "limit", limit);
-        int64_t id = nx_client_send(cl, m);
-        nx_msg_destroy(&m);
-        for (;;) {
-            nx_msg_t *r = NULL;
-            int crc = nx_client_recv_reply(cl, id, CALL_TIMEOUT_MS, &r);
-            if (crc < 0) {
-                rc = call_failed(c, crc, r);
-                nx_msg_destroy(&r);
-                goto out;
-            }
-            if (nx_msg_type(r) != NX_MSG_EVENT) {
-                nx_msg_destroy(&r);
-                break;
-            }
-            last = nx_msg_uint(r, "seq", 0);
-            print_event(c, r);
-            nx_msg_destroy(&r);
-        }
+        if ((rc = stream_call(c, cl, &m, NX_MSG_EVENT, event_item, &last)) != 0)
+            goto out;
     }
     while (follow && !zsys_interrupted) {
         zmq_pollitem_t item = {zsock_resolve(sub), 0, ZMQ_POLLIN, 0};
@@ -913,7 +911,11 @@ out:
 }
 
 /* One line of `nexus tree`: indent, id, what, state, who, how long. */
-static void print_tree_line(const nx_msg_t *m) {
+static void tree_item(cli_t *c, const nx_msg_t *m, void *arg) {
+    if (c->json) {
+        print_json(task_json(m));
+        return;
+    }
     unsigned depth = (unsigned)nx_msg_uint(m, "depth", 0);
     uint64_t started = nx_msg_uint(m, "started_ms", 0), finished = nx_msg_uint(m, "finished_ms", 0);
     uint64_t created = nx_msg_uint(m, "created_ms", 0);
@@ -955,26 +957,7 @@ static int cmd_tree(cli_t *c, int argc, char **argv) {
         return rc;
     nx_msg_t *m = nx_msg_new(NX_MSG_TREE);
     nx_msg_set_uint(m, "task", id);
-    int64_t mid = nx_client_send(cl, m);
-    nx_msg_destroy(&m);
-    for (;;) {
-        nx_msg_t *r = NULL;
-        int crc = nx_client_recv_reply(cl, mid, CALL_TIMEOUT_MS, &r);
-        if (crc < 0) {
-            rc = call_failed(c, crc, r);
-            nx_msg_destroy(&r);
-            break;
-        }
-        if (nx_msg_type(r) != NX_MSG_TASK_INFO) {
-            nx_msg_destroy(&r);
-            break;
-        }
-        if (c->json)
-            print_json(task_json(r));
-        else
-            print_tree_line(r);
-        nx_msg_destroy(&r);
-    }
+    rc = stream_call(c, cl, &m, NX_MSG_TASK_INFO, tree_item, NULL);
     nx_client_destroy(&cl);
     return rc;
 }
