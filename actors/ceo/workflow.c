@@ -121,7 +121,8 @@ static int worktree_add(ceo_t *self, int64_t id, char *path, size_t pathlen, cha
     return 0;
 }
 
-/* W's commits so far, one "HASH subject" per line, into the ledger. */
+/* W's commits, one "HASH subject" per line, into the ledger: once, when
+ * the top-level task ends (git runs inside the CEO's loop). */
 static void record_commits(ceo_t *self, const nx_task_t *w) {
     if (!w->workspace || !w->base)
         return;
@@ -171,7 +172,8 @@ static int start_stage(ceo_t *self, const nx_task_t *w, const nx_workflow_conf_t
 /* Ends workflow task w, and tells its own parent. */
 static void finish(ceo_t *self, nx_task_t *w, nx_task_state_t state, const void *output,
                    size_t outlen, const char *error) {
-    record_commits(self, w);
+    if (!w->parent) /* subflows share the top-level task's worktree and its record */
+        record_commits(self, w);
     nx_store_task_finish(self->store, w->id, 0, state, state == NX_TASK_SUCCEEDED ? 0 : -1,
                          output, outlen, error, nx_now_ms());
     ceo_event(self, state == NX_TASK_SUCCEEDED ? "task.succeeded" : "task.failed", w->id, NULL,
@@ -345,7 +347,6 @@ void wf_child_final(ceo_t *self, int64_t task, const nx_msg_t *result) {
     } else if (c.verdict && !strcmp(c.verdict, "reject")) {
         rework(self, &w, wc, &c);
     } else {
-        record_commits(self, &w);
         json_t *subs = NULL;
         const char *text = result ? nx_msg_str(result, "subtasks") : NULL;
         if (text)
